@@ -1,0 +1,92 @@
+"""Turning streamed Chat Completions deltas into whole tool calls.
+
+Servers differ, and this is where the differences stop: arguments sent as a
+JSON object instead of a string, missing or empty ids, a missing ``index``,
+several calls that share index 0 but carry distinct ids (Ollama), a whole
+call in one chunk, and a reply cut off by the token limit in the middle of a
+call's arguments. Works on plain dicts (``chunk.to_dict()``), so a field the
+SDK's types do not expect cannot trip it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .messages import ToolCall
+
+
+@dataclass
+class _Partial:
+    index: int | None
+    id: str = ""
+    name: str = ""
+    parts: list[str] = field(default_factory=list)
+
+
+class ToolCallAssembler:
+    """Collects tool-call deltas in arrival order; ``finish()`` yields ToolCalls."""
+
+    def __init__(self) -> None:
+        self._calls: list[_Partial] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def feed(self, delta: dict[str, Any]) -> None:
+        """Apply one element of a delta's ``tool_calls`` list."""
+        partial = self._target(delta.get("index"), delta.get("id") or "")
+        function = delta.get("function") or {}
+        name = function.get("name")
+        if name and not partial.name:
+            partial.name = name
+        args = function.get("arguments")
+        if isinstance(args, (dict, list)):
+            partial.parts = [json.dumps(args, ensure_ascii=False)]
+        elif isinstance(args, str):
+            partial.parts.append(args)
+
+    def _target(self, index: Any, call_id: str) -> _Partial:
+        index = index if isinstance(index, int) else None
+        if call_id:
+            for partial in self._calls:
+                if partial.id == call_id:
+                    return partial
+            return self._new(index, call_id)
+        for partial in reversed(self._calls):
+            if index is None or partial.index == index:
+                return partial
+        return self._new(index, "")
+
+    def _new(self, index: int | None, call_id: str) -> _Partial:
+        partial = _Partial(index=index, id=call_id)
+        self._calls.append(partial)
+        return partial
+
+    def finish(self, finish_reason: str | None) -> list[ToolCall]:
+        """Whole calls in arrival order; a call cut by ``length`` is marked truncated."""
+        calls = []
+        seen: set[str] = set()
+        for position, partial in enumerate(self._calls):
+            call_id = partial.id if partial.id and partial.id not in seen else _synth_id()
+            seen.add(call_id)
+            arguments = "".join(partial.parts)
+            last = position == len(self._calls) - 1
+            truncated = finish_reason == "length" and last and not _is_json(arguments)
+            calls.append(ToolCall(id=call_id, name=partial.name, arguments=arguments,
+                                  truncated=truncated))
+        return calls
+
+
+def _synth_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

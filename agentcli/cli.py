@@ -1,0 +1,110 @@
+"""The command line: typer parses flags and hands over to ``agentcli.commands``.
+
+This module imports typer only. Everything else (openai, rich, pydantic,
+prompt_toolkit, plugins) is imported by the command that needs it, so that
+``agentcli --version`` and ``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(name="agentcli", no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
+                  help="A terminal agent shell for tool-calling models (any OpenAI-compatible server).")
+config_app = typer.Typer(no_args_is_help=True, help="Show or create the configuration.")
+app.add_typer(config_app, name="config")
+
+Model = Annotated[Optional[str], typer.Option("-m", "--model", help="Model name.")]
+BaseUrl = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible API base URL.")]
+Profile = Annotated[Optional[str], typer.Option("--profile", help="Profile from the config file.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="Config file (also $AGENTCLI_CONFIG).")]
+ToolsDir = Annotated[Optional[list[Path]], typer.Option("--tools-dir", help="Extra plugin directory (repeatable).")]
+NoTools = Annotated[bool, typer.Option("--no-tools", help="Offer no tools to the model.")]
+Yes = Annotated[bool, typer.Option("-y", "--yes", help="Approve every call that would ask.")]
+ToolChoice = Annotated[Optional[str], typer.Option("--tool-choice", help="auto, none, required, or a tool name.")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Model round trips per turn (default 10).")]
+System = Annotated[Optional[str], typer.Option("--system", help="System prompt.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show details and tracebacks.")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only the answer and errors.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the version and exit.")] = False) -> None:
+    """A terminal agent shell for tool-calling models."""
+
+
+@app.command()
+def run(query: Annotated[Optional[str], typer.Argument(help="The task; '-' or piped stdin supplies or extends it.")] = None,
+        model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
+        config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
+        yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
+        system: System = None, verbose: Verbose = False, quiet: Quiet = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask for the whole reply at once.")] = False,
+        session: Annotated[Optional[str], typer.Option("--session", help="Continue a saved session.")] = None,
+        save: Annotated[bool, typer.Option("--save", help="Save the conversation.")] = False) -> None:
+    """Run one task and print the answer (stdout carries only the answer)."""
+    from .commands.run import RunOptions, run_command
+
+    opts = RunOptions(model=model, base_url=base_url, profile=profile, config=config,
+                      tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
+                      tool_choice=tool_choice, max_steps=max_steps, system=system,
+                      verbose=verbose, quiet=quiet, query=query, json=json_out,
+                      no_stream=no_stream, session=session, save=save)
+    raise typer.Exit(run_command(opts))
+
+
+@config_app.command("show")
+def config_show(config: ConfigFile = None, profile: Profile = None) -> None:
+    """The effective configuration and where each value comes from (secrets redacted)."""
+    from .commands.config_cmd import show
+
+    raise typer.Exit(show(config, profile))
+
+
+@config_app.command("path")
+def config_path() -> None:
+    """Where the configuration files are looked for."""
+    from .commands.config_cmd import show_paths
+
+    raise typer.Exit(show_paths())
+
+
+@config_app.command("init")
+def config_init(force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False) -> None:
+    """Write a starter config file to the user's config directory."""
+    from .commands.config_cmd import init
+
+    raise typer.Exit(init(force))
+
+
+@app.command("trust")
+def trust_cmd(directory: Annotated[Optional[Path], typer.Argument(help="Directory (default: current).")] = None,
+              list_: Annotated[bool, typer.Option("--list", help="List trusted directories.")] = False,
+              revoke: Annotated[Optional[Path], typer.Option("--revoke", help="Stop trusting DIR.")] = None) -> None:
+    """Trust a directory's own tools.d and agentcli.toml (they are code and config)."""
+    from .commands.config_cmd import trust_command
+
+    raise typer.Exit(trust_command(directory, list_, revoke))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("\nagentcli: interrupted\n")
+        sys.exit(130)

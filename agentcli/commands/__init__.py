@@ -1,0 +1,1 @@
+"""Command implementations; ``cli.py`` only parses flags and calls these."""

@@ -1,0 +1,121 @@
+"""What every command needs: options, settings, tools and a provider."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .. import paths, trust
+from ..config import Loaded, Settings, load, untrusted_local_config
+from ..errors import AgentCLIError, ConfigError
+from ..tools.builtins import builtin_tools
+from ..tools.loader import LoadReport, load_dir
+from ..tools.registry import ToolRegistry
+from ..ui.console import stderr_console
+from ..ui.safe_text import visible
+
+
+@dataclass
+class CommonOptions:
+    model: str | None = None
+    base_url: str | None = None
+    profile: str | None = None
+    config: Path | None = None
+    tools_dirs: list[Path] = field(default_factory=list)
+    no_tools: bool = False
+    yes: bool = False
+    tool_choice: str | None = None
+    max_steps: int | None = None
+    system: str | None = None
+    verbose: bool = False
+    quiet: bool = False
+
+    def flags(self) -> dict[str, Any]:
+        return {"model": self.model, "base_url": self.base_url, "max_steps": self.max_steps,
+                "system": self.system}
+
+
+@contextmanager
+def reported(*, verbose: bool) -> Iterator[list[int]]:
+    """Turn an AgentCLIError into one line on stderr; yields a cell for the exit code."""
+    console = stderr_console()
+    code = [0]
+    try:
+        yield code
+    except AgentCLIError as exc:
+        if verbose:
+            console.print(visible(traceback.format_exc(), keep_newlines=True))
+        console.print(f"agentcli: error: {visible(str(exc))}")
+        code[0] = exc.exit_code
+
+
+def load_settings(opts: CommonOptions, console: Console, *, cwd: Path | None = None) -> Loaded:
+    cwd = cwd or Path.cwd()
+    trusted = trust.is_trusted(cwd)
+    if not trusted:
+        local = untrusted_local_config(cwd)
+        if local is not None:
+            console.print(f"agentcli: ignoring {local}: this directory is not trusted "
+                          "(run 'agentcli trust' to use it)")
+    return load(config_file=opts.config, profile=opts.profile, flags=opts.flags(), cwd=cwd,
+                trusted=trusted)
+
+
+def tool_dirs(settings: Settings, opts: CommonOptions, console: Console,
+              cwd: Path | None = None) -> list[Path]:
+    """Tools directories from least to most local: user, ./tools.d (trusted), config, flags."""
+    cwd = cwd or Path.cwd()
+    dirs = [paths.config_dir() / "tools.d"]
+    local = cwd / "tools.d"
+    if local.is_dir():
+        if trust.is_trusted(cwd):
+            dirs.append(local)
+        else:
+            console.print(f"agentcli: skipping {local}: this directory is not trusted "
+                          "(run 'agentcli trust' to load its plugins)")
+    dirs += [Path(d).expanduser() for d in settings.tools.dirs]
+    dirs += list(opts.tools_dirs)
+    return dirs
+
+
+def build_registry(settings: Settings, opts: CommonOptions, console: Console,
+                   report: LoadReport | None = None) -> ToolRegistry:
+    """Built-ins plus every plugin; problems are reported on stderr and skipped."""
+    registry = ToolRegistry(settings.tools.policy)
+    if opts.no_tools:
+        return registry
+    registry.extend(builtin_tools())
+    report = report or LoadReport()
+    for directory in tool_dirs(settings, opts, console):
+        load_dir(directory, report)
+    registry.extend(report.tools)
+    for line in [str(e) for e in report.errors] + report.output + registry.warnings:
+        console.print(f"agentcli: {visible(line)}")
+    return registry
+
+
+def tool_choice(value: str | None, registry: ToolRegistry) -> Any:
+    """``--tool-choice``: auto, none, required, or a tool's name."""
+    if value in (None, "auto", "none", "required"):
+        return value
+    if value not in registry:
+        raise ConfigError(f"--tool-choice {value}: no such tool (see: agentcli tools list)")
+    return {"type": "function", "function": {"name": value}}
+
+
+def stderr(opts: CommonOptions) -> Console:
+    return stderr_console(quiet=opts.quiet)
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+Notice = Callable[[str], None]

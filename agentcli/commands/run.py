@@ -1,0 +1,119 @@
+"""``agentcli run``: one task, no conversation with a person, output for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from ..agent import Agent, Limits
+from ..conversation import Conversation
+from ..endpoint import resolve
+from ..errors import Interrupted, MaxStepsReached, UsageError
+from ..events import Event, Notice, TextDelta, ToolFinished, TurnResult
+from ..provider import ChatProvider
+from ..sessions import SessionStore
+from ..ui.approve import TerminalApprover, UnattendedApprover, auto_approver
+from ..ui.render import tool_result_line
+from .common import (CommonOptions, build_registry, load_settings, reported, stderr,
+                     stdin_is_terminal, tool_choice)
+
+
+@dataclass
+class RunOptions(CommonOptions):
+    query: str | None = None
+    json: bool = False
+    no_stream: bool = False
+    session: str | None = None
+    save: bool = False
+
+
+def read_query(query: str | None) -> str:
+    """The query from the argument, ``-`` (stdin), or the argument extended by piped stdin."""
+    piped = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+    if query == "-":
+        query = None
+    parts = [p for p in (query, piped) if p and p.strip()]
+    if not parts:
+        raise UsageError("no query: pass it as an argument, or pipe it on stdin "
+                         "(agentcli run \"what is 17*23?\")")
+    return "\n\n".join(p.strip("\n") for p in parts)
+
+
+class _Output:
+    """Streams the answer to stdout (plain mode) and tool lines to stderr."""
+
+    def __init__(self, opts: RunOptions, console: Console) -> None:
+        self.opts, self.console = opts, console
+        self.ends_with_newline = True
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TextDelta) and not self.opts.json:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+            self.ends_with_newline = event.text.endswith("\n")
+        elif isinstance(event, ToolFinished):
+            self.console.print(tool_result_line(event.record))
+        elif isinstance(event, Notice):
+            self.console.print(f"agentcli: {event.text}")
+
+    def finish(self, result: TurnResult, session_id: str | None) -> None:
+        if self.opts.json:
+            print(json.dumps(_json(result, session_id), ensure_ascii=False))
+        elif not self.ends_with_newline:
+            sys.stdout.write("\n")
+        if result.finish_reason == "length":
+            self.console.print("agentcli: warning: the answer was cut off by the token limit "
+                               "(max_tokens)")
+
+
+def _json(result: TurnResult, session_id: str | None) -> dict[str, object]:
+    return {"answer": result.answer, "model": result.model, "steps": result.steps,
+            "tool_calls": [r.as_json() for r in result.tool_calls],
+            "usage": result.usage.model_dump(), "session_id": session_id}
+
+
+def run_command(opts: RunOptions) -> int:
+    console = stderr(opts)
+    with reported(verbose=opts.verbose) as code:
+        code[0] = _run(opts, console)
+    return code[0]
+
+
+def _run(opts: RunOptions, console: Console) -> int:
+    loaded = load_settings(opts, console)
+    query = read_query(opts.query)
+    settings = loaded.settings
+    api_key = settings.api_key()
+    notice = lambda text: console.print(f"agentcli: {text}")  # noqa: E731
+    settings = resolve(settings, api_key, notice)
+    registry = build_registry(settings, opts, console)
+    store = SessionStore()
+    conv = store.load(opts.session) if opts.session else Conversation(model=settings.model)
+    if settings.system and (opts.system or not opts.session):
+        conv.set_system(settings.system)
+    approve = (auto_approver if opts.yes else
+               TerminalApprover(console) if stdin_is_terminal() and opts.query != "-" else
+               UnattendedApprover(console))
+    output = _Output(opts, console)
+    provider = ChatProvider(settings, api_key, notice=notice)
+    limits = Limits(max_steps=settings.max_steps, max_parallel=settings.tools.max_parallel,
+                    tool_timeout=settings.tools.timeout, max_output=settings.tools.max_output)
+    agent = Agent(provider, registry, approve=approve, on_event=output, limits=limits,
+                  stream=not opts.no_stream)
+    saving = opts.save or opts.session is not None
+    try:
+        result = agent.run_turn(conv, query, tool_choice=tool_choice(opts.tool_choice, registry))
+    except MaxStepsReached as exc:
+        output.finish(exc.result, conv.id if saving else None)  # type: ignore[attr-defined]
+        raise
+    except Interrupted:
+        conv.repair("cancelled: the user interrupted the run")
+        raise
+    finally:
+        if saving:
+            store.save(conv)
+    output.finish(result, conv.id if saving else None)
+    return 0

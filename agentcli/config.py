@@ -1,0 +1,228 @@
+"""Settings: TOML files, profiles, environment and flags, merged and validated.
+
+Precedence, later winning: built-in defaults < ``$XDG_CONFIG_HOME/agentcli/
+config.toml`` < ``./agentcli.toml`` (trusted directories only) < ``--config
+FILE`` or ``$AGENTCLI_CONFIG`` < environment (``OPENAI_BASE_URL``,
+``AGENTCLI_MODEL``) < command-line flags. A profile chosen in a file applies
+on top of the files; one chosen with ``--profile`` applies on top of the
+environment, since the flag is the user's latest word.
+
+Every value remembers where it came from, for ``agentcli config show``.
+API keys are never stored here: ``api_key()`` reads the variable named by
+``api_key_env`` when a request is about to be made.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import paths
+from .errors import ConfigError
+
+Policy = Literal["auto", "ask", "deny"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelParams(_Strict):
+    """What a profile may set: the provider and the parameters sent to the API."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    api: Literal["chat", "responses"] | None = None
+    fallback_model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    seed: int | None = None
+    parallel_tool_calls: bool | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    extra_body: dict[str, Any] | None = None
+
+
+class ToolSettings(_Strict):
+    policy: dict[str, Policy] = {}
+    timeout: float = Field(default=30.0, gt=0)
+    max_parallel: int = Field(default=4, ge=1, le=64)
+    max_output: int = Field(default=16_000, ge=100)
+    strict: bool = False
+    dirs: list[str] = []
+
+
+class HttpSettings(_Strict):
+    allow_hosts: list[str] = []
+    allow_private: bool = False
+    timeout: float = Field(default=20.0, gt=0)
+    max_bytes: int = Field(default=1_000_000, gt=0)
+
+
+class Settings(ModelParams):
+    """The validated, effective configuration."""
+
+    profile: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    api: Literal["chat", "responses"] | None = "chat"
+    request_timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    max_steps: int = Field(default=10, ge=1)
+    system: str | None = None
+    tools: ToolSettings = ToolSettings()
+    http: HttpSettings = HttpSettings()
+    profiles: dict[str, ModelParams] = {}
+
+    def api_key(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The API key from the environment variable named by ``api_key_env``."""
+        env = os.environ if env is None else env
+        return env.get(self.api_key_env or "OPENAI_API_KEY") or None
+
+
+class Loaded(BaseModel):
+    """Effective settings plus where each value came from."""
+
+    settings: Settings
+    sources: dict[str, str]
+    files: list[str]
+
+
+Layer = tuple[str, dict[str, Any]]
+
+ENV_KEYS = {"OPENAI_BASE_URL": "base_url", "AGENTCLI_MODEL": "model"}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse one TOML file and validate it on its own, so errors name the file."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from exc
+    validate(data, str(path))
+    return data
+
+
+def validate(data: dict[str, Any], origin: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {describe_error(exc)}") from None
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line for the first problem pydantic found."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    got = err.get("input")
+    shown = repr(got) if not isinstance(got, dict) else "a table"
+    return f"key '{key}': {err['msg'].lower()} (got {shown})"
+
+
+def merge(layers: list[Layer]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Deep-merge layers in order; return the result and each leaf's source."""
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, data in layers:
+        _merge_into(merged, data, source, sources, "")
+    return merged, sources
+
+
+def _merge_into(dst: dict[str, Any], src: dict[str, Any], source: str,
+                sources: dict[str, str], prefix: str) -> None:
+    for key, value in src.items():
+        dotted = f"{prefix}{key}"
+        table_key = key in ("tools", "http", "policy", "profiles") or prefix.startswith("profiles.")
+        if isinstance(value, dict) and table_key and isinstance(dst.get(key), dict):
+            _merge_into(dst[key], value, source, sources, dotted + ".")
+        else:
+            dst[key] = value
+            _mark(sources, dotted, value, source)
+
+
+def _mark(sources: dict[str, str], dotted: str, value: Any, source: str) -> None:
+    for old in [k for k in sources if k.startswith(dotted + ".")]:
+        del sources[old]
+    if isinstance(value, dict) and value and not dotted.endswith("extra_body"):
+        for key, inner in value.items():
+            _mark(sources, f"{dotted}.{key}", inner, source)
+    else:
+        sources[dotted] = source
+
+
+def load(*, config_file: Path | None = None, profile: str | None = None,
+         flags: Mapping[str, Any] | None = None, cwd: Path | None = None,
+         env: Mapping[str, str] | None = None, trusted: bool = False) -> Loaded:
+    """Build the effective settings from every source.
+
+    Args:
+        config_file: ``--config FILE``; ``$AGENTCLI_CONFIG`` when not given.
+        profile: ``--profile NAME``.
+        flags: values from the command line, by settings key (None = not given).
+        cwd: the working directory whose ``agentcli.toml`` may apply.
+        env: the environment (``os.environ`` by default).
+        trusted: whether ``cwd`` is trusted; an untrusted ``agentcli.toml`` is ignored.
+    """
+    env = os.environ if env is None else env
+    cwd = cwd or Path.cwd()
+    files = _config_files(config_file, cwd, env, trusted)
+    layers: list[Layer] = [("default", {})]
+    layers += [(str(path), read_toml(path)) for path in files]
+    merged, _ = merge(layers)
+    env_layer = {key: env[var] for var, key in ENV_KEYS.items() if env.get(var)}
+    chosen = profile or merged.get("profile")
+    profile_layer = _profile_layer(merged, chosen)
+    if profile:
+        layers += [("environment", env_layer), profile_layer]
+    else:
+        layers += [profile_layer, ("environment", env_layer)]
+    layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
+    if profile:
+        layers[-1][1]["profile"] = profile
+    merged, sources = merge(layers)
+    settings = validate(merged, "command line or environment")
+    return Loaded(settings=settings, sources=sources, files=[str(f) for f in files])
+
+
+def _config_files(config_file: Path | None, cwd: Path, env: Mapping[str, str],
+                  trusted: bool) -> list[Path]:
+    files = []
+    user = paths.user_config_file()
+    if user.is_file():
+        files.append(user)
+    local = cwd / "agentcli.toml"
+    if trusted and local.is_file():
+        files.append(local)
+    explicit = config_file or (Path(env["AGENTCLI_CONFIG"]) if env.get("AGENTCLI_CONFIG") else None)
+    if explicit is not None:
+        files.append(explicit)
+    return files
+
+
+def _profile_layer(merged: dict[str, Any], name: str | None) -> Layer:
+    if not name:
+        return ("default", {})
+    profiles = merged.get("profiles") or {}
+    if name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none are defined"
+        raise ConfigError(f"unknown profile '{name}' (known profiles: {known})")
+    values = {k: v for k, v in profiles[name].items() if v is not None}
+    return (f"profile '{name}'", values)
+
+
+def untrusted_local_config(cwd: Path) -> Path | None:
+    """The ``./agentcli.toml`` that would apply if the directory were trusted."""
+    local = cwd / "agentcli.toml"
+    return local if local.is_file() else None

@@ -1,0 +1,88 @@
+"""The conversation and its invariant: sent to the API, it is always valid.
+
+Valid means every assistant tool call is answered by exactly one tool message
+before the next user or assistant message. ``repair()`` restores the
+invariant after a crash or an interruption; ``to_api()`` refuses to send a
+history that breaks it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .messages import Message, ToolCall
+
+SCHEMA_VERSION = 1
+INTERRUPTED = "interrupted: the call was not completed (agentcli stopped before it finished)"
+
+
+def new_id() -> str:
+    """A sortable, unique session id: UTC time then a random suffix."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Conversation(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    id: str = Field(default_factory=new_id)
+    model: str | None = None
+    created: str = Field(default_factory=_now)
+    updated: str = Field(default_factory=_now)
+    messages: list[Message] = Field(default_factory=list)
+
+    def add(self, message: Message) -> None:
+        self.messages.append(message)
+        self.updated = _now()
+
+    def set_system(self, text: str | None) -> None:
+        """Replace (or drop) the leading system message."""
+        if self.messages and self.messages[0].role == "system":
+            self.messages.pop(0)
+        if text:
+            self.messages.insert(0, Message(role="system", content=text))
+
+    def unanswered(self) -> list[ToolCall]:
+        """Tool calls of the last assistant message that have no tool message yet."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            msg = self.messages[index]
+            if msg.role == "assistant":
+                answered = {m.tool_call_id for m in self.messages[index + 1:] if m.role == "tool"}
+                return [c for c in msg.tool_calls if c.id not in answered]
+            if msg.role == "user":
+                return []
+        return []
+
+    def repair(self, reason: str = INTERRUPTED) -> int:
+        """Answer every unanswered tool call with ``reason``; return how many."""
+        missing = self.unanswered()
+        for call in missing:
+            self.add(Message(role="tool", tool_call_id=call.id, content=reason))
+        return len(missing)
+
+    def check(self) -> None:
+        """Raise ValueError if the history would be rejected by the API."""
+        pending: set[str] = set()
+        for msg in self.messages:
+            if msg.role == "tool":
+                if msg.tool_call_id not in pending:
+                    raise ValueError(f"tool message for unknown call {msg.tool_call_id!r}")
+                pending.discard(msg.tool_call_id)
+                continue
+            if pending:
+                raise ValueError(f"tool calls left unanswered: {sorted(pending)}")
+            if msg.role == "assistant":
+                pending = {c.id for c in msg.tool_calls}
+        if pending:
+            raise ValueError(f"tool calls left unanswered: {sorted(pending)}")
+
+    def to_api(self) -> list[dict[str, Any]]:
+        self.check()
+        return [m.to_api() for m in self.messages]

@@ -1,0 +1,93 @@
+"""What the agent loop reports to whoever drives it (a terminal UI, a script).
+
+The loop never prints. It calls ``on_event`` with these, and asks an
+``Approver`` before running any call whose policy is ``ask``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from .messages import ToolCall, Usage
+from .tools.base import Tool
+
+Status = Literal["ok", "error", "denied", "timeout", "cancelled"]
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ReplyDone:
+    """The model finished one reply (text and/or tool calls)."""
+
+    content: str
+    tool_calls: list[ToolCall]
+    finish_reason: str | None
+
+
+@dataclass
+class ToolRecord:
+    """One call, from proposal to result; what ``--json`` and the audit log show."""
+
+    id: str
+    name: str
+    arguments: Any
+    status: Status = "ok"
+    result: str = ""
+    duration_ms: int = 0
+    decision: str = "auto"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments,
+                "status": self.status, "result": self.result, "duration_ms": self.duration_ms}
+
+
+@dataclass
+class ToolFinished:
+    record: ToolRecord
+
+
+@dataclass
+class Notice:
+    """Something the user should know that is not part of the answer."""
+
+    text: str
+
+
+Event = TextDelta | ReplyDone | ToolFinished | Notice
+
+
+@dataclass
+class ApprovalRequest:
+    call: ToolCall
+    tool: Tool
+    arguments: dict[str, Any]
+
+
+@dataclass
+class Decision:
+    """The answer to an approval request; ``arguments`` replaces the model's when edited."""
+
+    approved: bool
+    reason: str | None = None
+    always: bool = False
+    arguments: dict[str, Any] | None = None
+    unattended: bool = False
+
+
+class Approver(Protocol):
+    def __call__(self, request: ApprovalRequest) -> Decision: ...
+
+
+@dataclass
+class TurnResult:
+    answer: str = ""
+    model: str = ""
+    steps: int = 0
+    tool_calls: list[ToolRecord] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None

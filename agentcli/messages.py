@@ -1,0 +1,62 @@
+"""The conversation's data: messages, tool calls and token usage (pydantic)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class ToolCall(BaseModel):
+    """One call proposed by the model, as normalised by the provider.
+
+    ``arguments`` is the JSON text exactly as the model sent it. ``truncated``
+    marks a call cut off by the token limit: it is never run, and is sent back
+    to the API with empty arguments so strict servers still accept the history.
+    """
+
+    id: str
+    name: str
+    arguments: str = ""
+    truncated: bool = False
+
+    def to_api(self) -> dict[str, Any]:
+        args = "{}" if self.truncated or not self.arguments.strip() else self.arguments
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": args}}
+
+
+class Message(BaseModel):
+    role: Role
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    interrupted: bool = False
+
+    def to_api(self) -> dict[str, Any]:
+        """The message as the Chat Completions API wants it (no nulls, no extras)."""
+        out: dict[str, Any] = {"role": self.role}
+        if self.role == "assistant":
+            out["content"] = self.content or ""
+            if self.tool_calls:
+                out["tool_calls"] = [call.to_api() for call in self.tool_calls]
+        else:
+            out["content"] = self.content or ""
+        if self.role == "tool":
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def add(self, other: Usage | None) -> None:
+        if other is None:
+            return
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens

@@ -1,0 +1,260 @@
+"""The Chat Completions provider: requests, streaming, retries, errors.
+
+Talks to any OpenAI-compatible server through the official SDK. Everything
+server-specific is settled here so that the agent loop sees one shape: a
+``Reply`` with text, whole tool calls, a finish reason and usage. SDK and
+HTTP errors become ``ModelError`` subclasses with one readable line, with
+the API key scrubbed from anything that could echo it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from .assemble import ToolCallAssembler
+from .config import Settings
+from .errors import (AuthError, ModelConnectionError, ModelError, ModelTimeout, RateLimited,
+                     StreamError)
+from .messages import ToolCall, Usage
+
+#: Fields some servers reject; dropped and remembered after one 400 naming them.
+OPTIONAL_FIELDS = ("parallel_tool_calls", "stream_options")
+MAX_RETRY_AFTER = 60.0
+
+
+@dataclass
+class Reply:
+    content: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str = ""
+
+
+class _Retry(Exception):
+    """Internal: the request may be tried again after ``delay`` seconds."""
+
+    def __init__(self, error: ModelError, delay: float) -> None:
+        self.error, self.delay = error, delay
+
+
+class ChatProvider:
+    def __init__(self, settings: Settings, api_key: str | None, *,
+                 notice: Callable[[str], None] = lambda _: None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self.model = settings.model or ""
+        self._key = api_key
+        self._notice = notice
+        self._sleep = sleep
+        self._dropped: set[str] = set()
+        self.client = openai.OpenAI(api_key=api_key or "no-key", base_url=settings.base_url,
+                                    max_retries=0, timeout=settings.request_timeout)
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
+                 tool_choice: Any = None, stream: bool = True,
+                 on_text: Callable[[str], None] = lambda _: None) -> Reply:
+        """One model request with retries, then the fallback model, if any."""
+        models = [self.model]
+        if self.settings.fallback_model and self.settings.fallback_model != self.model:
+            models.append(self.settings.fallback_model)
+        for position, model in enumerate(models):
+            try:
+                return self._with_retries(model, messages, tools, tool_choice, stream, on_text)
+            except (RateLimited, ModelTimeout, ModelConnectionError, _ServerError) as exc:
+                if position + 1 == len(models):
+                    raise
+                self._notice(f"{model} failed ({exc}); trying the fallback model {models[-1]}")
+        raise AssertionError("unreachable")
+
+    def _with_retries(self, model: str, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], tool_choice: Any, stream: bool,
+                      on_text: Callable[[str], None]) -> Reply:
+        attempt = 0
+        while True:
+            request = self._request(model, messages, tools, tool_choice, stream)
+            emitted: list[bool] = []
+            def forward(text: str) -> None:
+                emitted.append(True)
+                on_text(text)
+            try:
+                return self._send(request, stream, forward)
+            except _DropField:
+                continue
+            except _Retry as retry:
+                if emitted or attempt >= self.settings.max_retries:
+                    raise retry.error from None
+                attempt += 1
+                self._sleep(retry.delay or _backoff(attempt))
+
+    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                 tool_choice: Any, stream: bool) -> dict[str, Any]:
+        s = self.settings
+        request: dict[str, Any] = {"model": model, "messages": messages}
+        if tools:
+            request["tools"] = tools
+            if tool_choice is not None:
+                request["tool_choice"] = tool_choice
+            if s.parallel_tool_calls is not None:
+                request["parallel_tool_calls"] = s.parallel_tool_calls
+        for key in ("temperature", "top_p", "max_tokens", "seed", "extra_body"):
+            if getattr(s, key) is not None:
+                request[key] = getattr(s, key)
+        if stream:
+            request["stream"] = True
+            request["stream_options"] = {"include_usage": True}
+        for name in self._dropped:
+            request.pop(name, None)
+        return request
+
+    def _send(self, request: dict[str, Any], stream: bool, on_text: Callable[[str], None]) -> Reply:
+        try:
+            if stream:
+                return self._stream(self.client.chat.completions.create(**request), on_text)
+            return self._whole(self.client.chat.completions.create(**request), on_text)
+        except openai.APIError as exc:
+            raise self._translate(exc, request) from None
+        except (ModelError, _DropField, _Retry):
+            raise
+        except Exception as exc:  # a transport error from inside the SDK's stream
+            where = self.settings.base_url or "the OpenAI API"
+            raise StreamError(f"the connection to {where} failed mid-reply "
+                              f"({type(exc).__name__}: {self._scrub(str(exc))})") from None
+
+    def _stream(self, stream: Any, on_text: Callable[[str], None]) -> Reply:
+        reply = Reply(model=self.model)
+        calls = ToolCallAssembler()
+        text: list[str] = []
+        with stream:
+            for chunk in stream:
+                data = chunk.to_dict()
+                reply.model = data.get("model") or reply.model
+                if data.get("usage"):
+                    reply.usage = _usage(data["usage"])
+                for choice in data.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        text.append(delta["content"])
+                        on_text(delta["content"])
+                    for tc in delta.get("tool_calls") or []:
+                        calls.feed(tc)
+                    if choice.get("finish_reason"):
+                        reply.finish_reason = choice["finish_reason"]
+        if reply.finish_reason is None:
+            raise StreamError("the server closed the stream before the reply was complete; "
+                              "the partial answer was discarded")
+        return _finalise(reply, "".join(text), calls)
+
+    def _whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
+        data = completion.to_dict()
+        choice = (data.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        reply = Reply(model=data.get("model") or self.model,
+                      finish_reason=choice.get("finish_reason") or "stop",
+                      usage=_usage(data["usage"]) if data.get("usage") else None)
+        calls = ToolCallAssembler()
+        for index, tc in enumerate(message.get("tool_calls") or []):
+            calls.feed({"index": index, **tc})
+        if message.get("content"):
+            on_text(message["content"])
+        return _finalise(reply, message.get("content") or "", calls)
+
+    def _translate(self, exc: openai.APIError, request: dict[str, Any]) -> Exception:
+        """Map an SDK error to ours; ``_Retry`` and ``_DropField`` steer the retry loop."""
+        where = self.settings.base_url or "the OpenAI API"
+        detail = self._scrub(_message(exc))
+        if isinstance(exc, openai.APITimeoutError):
+            return _Retry(ModelTimeout(f"no answer from {where} within "
+                                       f"{self.settings.request_timeout:g} s"), 0)
+        if isinstance(exc, openai.APIConnectionError):
+            return _Retry(ModelConnectionError(f"cannot reach the model server at {where}: {detail}"), 0)
+        if not isinstance(exc, openai.APIStatusError):
+            return StreamError(f"the stream from {where} failed: {detail}")
+        status = exc.status_code
+        if status == 400:
+            for name in OPTIONAL_FIELDS:
+                if name in request and name not in self._dropped and name in detail:
+                    self._dropped.add(name)
+                    return _DropField()
+        if status in (401, 403):
+            var = self.settings.api_key_env or "OPENAI_API_KEY"
+            return AuthError(f"{where} refused the request ({status}): {detail}. "
+                             f"Check the key in ${var}.")
+        if status == 429 and _code(exc) != "insufficient_quota":
+            return _Retry(RateLimited(f"rate limited by {where} (429): {detail}"), _retry_after(exc))
+        if status == 429:
+            return ModelError(f"{where}: quota exhausted (429 insufficient_quota): {detail}")
+        if status == 404:
+            return ModelError(f"{where} has no model '{request['model']}' or no such endpoint "
+                              f"(404): {detail}")
+        if status >= 500 or status in (408, 409):
+            return _Retry(_ServerError(f"server error from {where} ({status}): {detail}"),
+                          _retry_after(exc))
+        return ModelError(f"{where} rejected the request ({status}): {detail}")
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "[redacted]") if self._key else text
+
+
+class _DropField(Exception):
+    """Internal: a rejected optional field was dropped; send again at once."""
+
+
+class _ServerError(ModelError):
+    """5xx after every retry."""
+
+
+def _finalise(reply: Reply, content: str, calls: ToolCallAssembler) -> Reply:
+    reply.content = content
+    reply.tool_calls = calls.finish(reply.finish_reason)
+    if reply.tool_calls and reply.finish_reason == "stop":
+        reply.finish_reason = "tool_calls"
+    return reply
+
+
+def _usage(data: dict[str, Any]) -> Usage:
+    return Usage(prompt_tokens=data.get("prompt_tokens") or 0,
+                 completion_tokens=data.get("completion_tokens") or 0,
+                 total_tokens=data.get("total_tokens") or 0)
+
+
+def _message(exc: openai.APIError) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    return str(getattr(exc, "message", "") or exc)
+
+
+def _code(exc: openai.APIError) -> str | None:
+    return getattr(exc, "code", None)
+
+
+def _retry_after(exc: openai.APIStatusError) -> float:
+    """Seconds from ``Retry-After`` (seconds or an HTTP date), capped; 0 if absent."""
+    value = exc.response.headers.get("retry-after", "").strip()
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            seconds = 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) or 0.001
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter: about 0.5, 1, 2, 4 s, at most 8."""
+    return min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.75, 1.25)

@@ -1,0 +1,147 @@
+"""The ``Tool`` model and the ``@tool`` decorator.
+
+A tool is a plain typed function. Its name comes from ``__name__``, its
+description from the docstring's summary, its parameters from the type hints
+(a pydantic model built over the signature) with each parameter's text taken
+from the docstring's ``Args:`` section. Built-in tools are declared with this
+same decorator and go through the same registry as plugins.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any, Literal, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from ..errors import InvalidArguments
+
+Policy = Literal["auto", "ask", "deny"]
+NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_ARGS_HEADER = re.compile(r"^\s*(Args|Arguments|Parameters):\s*$")
+_ARG_LINE = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\(.*?\))?\s*:\s*(.*)$")
+
+
+class Tool:
+    """A function the model can call, with its JSON schema and guards."""
+
+    def __init__(self, func: Callable[..., Any], *, name: str | None = None,
+                 description: str | None = None, policy: Policy | None = None,
+                 timeout: float | None = None) -> None:
+        self.func = func
+        self.name = name or func.__name__
+        if not NAME_RE.match(self.name):
+            raise ValueError(f"invalid tool name {self.name!r}: use 1-64 letters, digits, '_' or '-'")
+        summary, arg_docs = parse_docstring(inspect.getdoc(func) or "")
+        self.description = description if description is not None else summary
+        self.policy = policy
+        self.timeout = timeout
+        self.source = "builtin"
+        self.is_async = inspect.iscoroutinefunction(func)
+        self.args_model = _args_model(func, self.name, arg_docs)
+        self.parameters = clean_schema(self.args_model.model_json_schema())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Tool {self.name} from {self.source}>"
+
+    def schema(self) -> dict[str, Any]:
+        """The function schema sent to the model (no nulls: no description, no key)."""
+        function: dict[str, Any] = {"name": self.name}
+        if self.description:
+            function["description"] = self.description
+        function["parameters"] = self.parameters
+        return {"type": "function", "function": function}
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Check arguments against the schema; return keyword arguments for the call."""
+        try:
+            parsed = self.args_model.model_validate(arguments)
+        except ValidationError as exc:
+            raise InvalidArguments(f"invalid arguments for {self.name}: {format_validation(exc)}") from None
+        return {field: getattr(parsed, field) for field in type(parsed).model_fields}
+
+
+def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
+         description: str | None = None, policy: Policy | None = None,
+         timeout: float | None = None) -> Any:
+    """Turn a typed function into a tool; use as ``@tool`` or ``@tool(name=...)``."""
+    def wrap(f: Callable[..., Any]) -> Tool:
+        return Tool(f, name=name, description=description, policy=policy, timeout=timeout)
+    return wrap(func) if func is not None else wrap
+
+
+def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into its summary and ``Args:`` entries."""
+    lines = doc.splitlines()
+    summary: list[str] = []
+    args: dict[str, str] = {}
+    in_args, current = False, None
+    for line in lines:
+        if _ARGS_HEADER.match(line):
+            in_args = True
+            continue
+        if in_args:
+            match = _ARG_LINE.match(line)
+            if match and (line.startswith(" ") or line.startswith("\t")) and _indent(line) <= 8:
+                current = match.group(1).lstrip("*")
+                args[current] = match.group(2).strip()
+            elif line.strip() and current and _indent(line) > 4:
+                args[current] += " " + line.strip()
+            elif line.strip():
+                in_args = False
+        elif not args and (line.strip() or summary):
+            summary.append(line)
+    text = "\n".join(summary).strip()
+    first_paragraph = text.split("\n\n")[0]
+    return " ".join(first_paragraph.split()), args
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _args_model(func: Callable[..., Any], name: str, docs: dict[str, str]) -> type[BaseModel]:
+    try:
+        hints = get_type_hints(func, include_extras=True)
+    except Exception as exc:  # an unresolvable annotation is a plugin bug; say which
+        raise ValueError(f"tool {name}: cannot resolve its type hints ({exc})") from None
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(func).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ValueError(f"tool {name}: *args and **kwargs cannot be described to a model")
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, Field(default, description=docs.get(param.name)))
+    config = ConfigDict(extra="forbid")
+    return create_model(f"{name}_arguments", __config__=config, **fields)
+
+
+def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop pydantic's titles and empty descriptions; keep everything else."""
+    def strip(node: Any, parent_key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v, k) for k, v in node.items()
+                    if not (k == "title" and isinstance(v, str) and parent_key != "properties")}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+    cleaned = strip(schema)
+    cleaned.setdefault("properties", {})
+    return cleaned
+
+
+def format_validation(exc: ValidationError) -> str:
+    """Pydantic errors as one line a model can act on."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "arguments"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unexpected argument"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)

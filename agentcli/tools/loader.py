@@ -1,0 +1,101 @@
+"""Loading plugin files from tools directories, each on its own.
+
+Every ``*.py`` file is imported under a private module name (so a plugin
+called ``json.py`` shadows nothing) without touching ``sys.path``. What it
+prints at import is captured. A file that fails in any way, ``SystemExit``
+and ``KeyboardInterrupt`` included, becomes a ``PluginLoadError`` carrying
+``path:line: message``, and the other files still load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PluginLoadError
+from .base import Tool
+
+
+@dataclass
+class LoadReport:
+    tools: list[Tool] = field(default_factory=list)
+    errors: list[PluginLoadError] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+
+
+def plugin_files(directory: Path) -> list[Path]:
+    """The files of ``directory`` that are plugins, in name order."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir()
+                  if p.suffix == ".py" and p.is_file() and not p.name.startswith(("_", ".")))
+
+
+def load_dir(directory: Path, report: LoadReport | None = None) -> LoadReport:
+    report = report or LoadReport()
+    for path in plugin_files(directory):
+        try:
+            tools, printed = load_file(path)
+        except PluginLoadError as exc:
+            report.errors.append(exc)
+            continue
+        report.tools.extend(tools)
+        if printed.strip():
+            report.output.append(f"{path}: plugin output: {printed.strip()}")
+    return report
+
+
+def _module_name(path: Path) -> str:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    return f"agentcli_plugin_{digest}_{stem}"
+
+
+def load_file(path: Path) -> tuple[list[Tool], str]:
+    """Import one plugin file; return its tools and whatever it printed."""
+    try:
+        source = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise PluginLoadError(str(path), None, "not UTF-8 text; skipped") from None
+    except OSError as exc:
+        raise PluginLoadError(str(path), None, f"cannot read: {exc.strerror}") from None
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PluginLoadError(str(path), None, "cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    captured = io.StringIO()
+    sys.modules[name] = module
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            code = compile(source, str(path), "exec")
+            exec(code, module.__dict__)
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt: a plugin must not stop us
+        sys.modules.pop(name, None)
+        raise _load_error(path, exc) from None
+    tools = [obj for obj in vars(module).values() if isinstance(obj, Tool)]
+    for t in tools:
+        t.source = str(path)
+    return tools, captured.getvalue()
+
+
+def _load_error(path: Path, exc: BaseException) -> PluginLoadError:
+    if isinstance(exc, SyntaxError):
+        return PluginLoadError(str(path), exc.lineno, f"syntax error: {exc.msg}")
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(path):
+            line = frame.lineno
+    kind = type(exc).__name__
+    if isinstance(exc, SystemExit):
+        return PluginLoadError(str(path), line, f"called sys.exit({exc.code!r}) at import")
+    if isinstance(exc, KeyboardInterrupt):
+        return PluginLoadError(str(path), line, "raised KeyboardInterrupt at import")
+    detail = f"{kind}: {exc}" if str(exc) else kind
+    return PluginLoadError(str(path), line, detail)

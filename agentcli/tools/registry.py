@@ -1,0 +1,60 @@
+"""The tool registry: every tool by name, where it came from, and its policy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..errors import ToolNotFound
+from .base import Policy, Tool
+
+
+class ToolRegistry:
+    """An explicit, non-global set of tools; one is built per command."""
+
+    def __init__(self, policies: Mapping[str, Policy] | None = None) -> None:
+        self._tools: dict[str, Tool] = {}
+        self.policies: dict[str, Policy] = dict(policies or {})
+        self.warnings: list[str] = []
+
+    def register(self, tool: Tool) -> None:
+        """Add a tool; a plugin can replace a less local plugin but never a built-in."""
+        old = self._tools.get(tool.name)
+        if old is not None:
+            if old.source == "builtin":
+                self.warnings.append(f"{tool.source}: tool '{tool.name}' is built in and cannot be "
+                                     "replaced by a plugin; the plugin's tool was skipped")
+                return
+            self.warnings.append(f"tool '{tool.name}' is defined in {old.source} and {tool.source}; "
+                                 f"using {tool.source}")
+        self._tools[tool.name] = tool
+
+    def extend(self, tools: Iterable[Tool]) -> None:
+        for t in tools:
+            self.register(t)
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            known = ", ".join(sorted(self._tools)) or "none"
+            raise ToolNotFound(f"unknown tool '{name}' (available tools: {known})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def all(self) -> list[Tool]:
+        return sorted(self._tools.values(), key=lambda t: t.name)
+
+    def policy(self, name: str) -> Policy:
+        """Config wins over the decorator; the default is to ask."""
+        if name in self.policies:
+            return self.policies[name]
+        tool = self._tools.get(name)
+        return (tool.policy if tool and tool.policy else "ask")
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [t.schema() for t in self.all()]

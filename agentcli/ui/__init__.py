@@ -1,0 +1,1 @@
+"""Terminal UI: rich rendering on stderr, approval prompts. The core never imports this."""

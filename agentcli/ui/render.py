@@ -1,0 +1,31 @@
+"""Rendering loop events for a terminal, on an injected rich console."""
+
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+
+from ..events import ToolRecord
+from .safe_text import visible
+
+_MARKS = {"ok": ("✓", "green"), "error": ("✗", "red"), "denied": ("⊘", "yellow"),
+          "timeout": ("⏱", "red"), "cancelled": ("⊘", "yellow")}
+
+
+def short(text: str, limit: int = 120) -> str:
+    """One line: newlines shown as ⏎, cut with an ellipsis, unsafe characters escaped."""
+    flat = visible(text.replace("\r\n", "\n").replace("\n", " ⏎ "))
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def tool_result_line(record: ToolRecord) -> Text:
+    mark, style = _MARKS.get(record.status, ("?", "white"))
+    args = (json.dumps(record.arguments, ensure_ascii=False) if not isinstance(record.arguments, str)
+            else record.arguments)
+    line = Text(f"{mark} ", style=style)
+    line.append(f"{visible(record.name)}", style="bold")
+    line.append(short(args, 80), style="dim")
+    line.append(f" → {short(record.result)}")
+    line.append(f"  ({record.duration_ms} ms)", style="dim")
+    return line

@@ -1,0 +1,64 @@
+"""Shared fixtures: an isolated home for every test, the scripted model server,
+and a runner for the real ``agentcli`` command in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from openai_server import OpenAIServer, openai_server  # noqa: F401  (fixture)
+
+AGENTCLI = [sys.executable, "-m", "agentcli"]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh HOME and XDG tree; no API key or agentcli variables leak in."""
+    home = tmp_path / "home"
+    for sub in ("config", "data", "state", "work"):
+        (home / sub).mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENTCLI_MODEL", "AGENTCLI_CONFIG",
+                "NO_COLOR", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(home / "work")
+    return home
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(home: Path):
+    """Run the real command: ``cli("run", "hi", input="...", env={...})``."""
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 30) -> Result:
+        full_env = {**os.environ, **(env or {})}
+        proc = subprocess.run([*AGENTCLI, *args], input=input if input is not None else "",
+                              capture_output=True, text=True, env=full_env, timeout=timeout,
+                              cwd=os.getcwd())
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+    return run
+
+
+@pytest.fixture
+def server(openai_server: OpenAIServer) -> OpenAIServer:  # noqa: F811
+    return openai_server
+
+
+@pytest.fixture
+def run_args(server: OpenAIServer) -> list[str]:
+    """The flags that point ``agentcli run`` at the scripted server."""
+    return ["--base-url", server.base_url, "-m", "test-model"]

@@ -1,0 +1,59 @@
+"""Tool-call assembly from stream deltas, quirk by quirk."""
+
+from __future__ import annotations
+
+from agentcli.assemble import ToolCallAssembler
+
+
+def deltas(*items):
+    a = ToolCallAssembler()
+    for item in items:
+        a.feed(item)
+    return a
+
+
+def test_fragments_by_index_in_arrival_order():
+    a = deltas({"index": 0, "id": "a", "function": {"name": "f", "arguments": ""}},
+               {"index": 1, "id": "b", "function": {"name": "g", "arguments": '{"x"'}},
+               {"index": 0, "function": {"arguments": '{"y": 1'}},
+               {"index": 1, "function": {"arguments": ": 2}"}},
+               {"index": 0, "function": {"arguments": "}"}})
+    calls = a.finish("tool_calls")
+    assert [(c.id, c.name, c.arguments) for c in calls] == [("a", "f", '{"y": 1}'), ("b", "g", '{"x": 2}')]
+
+
+def test_ollama_style_index_zero_with_distinct_ids_makes_two_calls():
+    calls = deltas({"index": 0, "id": "1", "function": {"name": "f", "arguments": "{}"}},
+                   {"index": 0, "id": "2", "function": {"name": "g", "arguments": "{}"}}).finish("stop")
+    assert [c.name for c in calls] == ["f", "g"]
+
+
+def test_missing_index_appends_to_the_latest_call():
+    calls = deltas({"id": "1", "function": {"name": "f", "arguments": '{"a"'}},
+                   {"function": {"arguments": ": 1}"}}).finish("tool_calls")
+    assert calls[0].arguments == '{"a": 1}'
+
+
+def test_missing_and_duplicate_ids_are_synthesised_uniquely():
+    calls = deltas({"index": 0, "function": {"name": "f", "arguments": "{}"}},
+                   {"index": 1, "id": "", "function": {"name": "g", "arguments": "{}"}}).finish("tool_calls")
+    assert all(c.id.startswith("call_") for c in calls)
+    assert calls[0].id != calls[1].id
+
+
+def test_arguments_as_an_object_become_json_text():
+    calls = deltas({"index": 0, "id": "1", "function": {"name": "f", "arguments": {"q": "x"}}}).finish("stop")
+    assert calls[0].arguments == '{"q": "x"}'
+
+
+def test_cut_by_length_marks_only_the_unfinished_last_call():
+    calls = deltas({"index": 0, "id": "1", "function": {"name": "f", "arguments": '{"a": 1}'}},
+                   {"index": 1, "id": "2", "function": {"name": "f", "arguments": '{"a": "17*'}}).finish("length")
+    assert [c.truncated for c in calls] == [False, True]
+    assert calls[1].arguments == '{"a": "17*'
+    assert calls[1].to_api()["function"]["arguments"] == "{}"
+
+
+def test_length_with_a_complete_call_is_not_truncated():
+    calls = deltas({"index": 0, "id": "1", "function": {"name": "f", "arguments": '{"a": 1}'}}).finish("length")
+    assert not calls[0].truncated
