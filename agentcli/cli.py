@@ -21,16 +21,16 @@ app = typer.Typer(name="agentcli", no_args_is_help=True, pretty_exceptions_enabl
 config_app = typer.Typer(no_args_is_help=True, help="Show or create the configuration.")
 app.add_typer(config_app, name="config")
 
-Model = Annotated[Optional[str], typer.Option("-m", "--model", help="Model name.")]
-BaseUrl = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible API base URL.")]
-Profile = Annotated[Optional[str], typer.Option("--profile", help="Profile from the config file.")]
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="Config file (also $AGENTCLI_CONFIG).")]
-ToolsDir = Annotated[Optional[list[Path]], typer.Option("--tools-dir", help="Extra plugin directory (repeatable).")]
+Model = Annotated[Optional[str], typer.Option("-m", "--model", metavar="NAME", help="Model name.")]
+BaseUrl = Annotated[Optional[str], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible API base URL.")]
+Profile = Annotated[Optional[str], typer.Option("--profile", metavar="NAME", help="Profile from the config file.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="Config file (also $AGENTCLI_CONFIG).")]
+ToolsDir = Annotated[Optional[list[Path]], typer.Option("--tools-dir", metavar="DIR", help="Extra plugin directory (repeatable).")]
 NoTools = Annotated[bool, typer.Option("--no-tools", help="Offer no tools to the model.")]
 Yes = Annotated[bool, typer.Option("-y", "--yes", help="Approve every call that would ask.")]
-ToolChoice = Annotated[Optional[str], typer.Option("--tool-choice", help="auto, none, required, or a tool name.")]
-MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Model round trips per turn (default 10).")]
-System = Annotated[Optional[str], typer.Option("--system", help="System prompt.")]
+ToolChoice = Annotated[Optional[str], typer.Option("--tool-choice", metavar="CHOICE", help="auto, none, required, or a tool name.")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", metavar="N", min=1, help="Model round trips per turn (default 10).")]
+System = Annotated[Optional[str], typer.Option("--system", metavar="TEXT", help="System prompt.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show details and tracebacks.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only the answer and errors.")]
 
@@ -48,14 +48,14 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 @app.command()
-def run(query: Annotated[Optional[str], typer.Argument(help="The task; '-' or piped stdin supplies or extends it.")] = None,
+def run(query: Annotated[Optional[str], typer.Argument(metavar="QUERY", help="The task; '-' or piped stdin supplies or extends it.")] = None,
         model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
         config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
         yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
         system: System = None, verbose: Verbose = False, quiet: Quiet = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask for the whole reply at once.")] = False,
-        session: Annotated[Optional[str], typer.Option("--session", help="Continue a saved session.")] = None,
+        session: Annotated[Optional[str], typer.Option("--session", metavar="ID", help="Continue a saved session.")] = None,
         save: Annotated[bool, typer.Option("--save", help="Save the conversation.")] = False) -> None:
     """Run one task and print the answer (stdout carries only the answer)."""
     from .commands.run import RunOptions, run_command

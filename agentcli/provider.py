@@ -123,15 +123,26 @@ class ChatProvider:
             raise self._translate(exc, request) from None
         except (ModelError, _DropField, _Retry):
             raise
-        except Exception as exc:  # a transport error from inside the SDK's stream
-            where = self.settings.base_url or "the OpenAI API"
-            raise StreamError(f"the connection to {where} failed mid-reply "
-                              f"({type(exc).__name__}: {self._scrub(str(exc))})") from None
+        except Exception as exc:  # a transport error the SDK did not wrap
+            raise StreamError(f"the connection to {self._where()} failed mid-reply "
+                              f"({self._scrub(_cause(exc))})") from None
 
     def _stream(self, stream: Any, on_text: Callable[[str], None]) -> Reply:
         reply = Reply(model=self.model)
         calls = ToolCallAssembler()
         text: list[str] = []
+        try:
+            self._read_stream(stream, reply, calls, text, on_text)
+        except (openai.APIError, OSError, ValueError, RuntimeError) as exc:
+            raise StreamError(self._where() + " stopped sending in the middle of the reply "
+                              f"({self._scrub(_cause(exc))}); the partial answer was discarded") from None
+        if reply.finish_reason is None:
+            raise StreamError(self._where() + " closed the stream before the reply was complete; "
+                              "the partial answer was discarded")
+        return _finalise(reply, "".join(text), calls)
+
+    def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
+                     text: list[str], on_text: Callable[[str], None]) -> None:
         with stream:
             for chunk in stream:
                 data = chunk.to_dict()
@@ -147,10 +158,6 @@ class ChatProvider:
                         calls.feed(tc)
                     if choice.get("finish_reason"):
                         reply.finish_reason = choice["finish_reason"]
-        if reply.finish_reason is None:
-            raise StreamError("the server closed the stream before the reply was complete; "
-                              "the partial answer was discarded")
-        return _finalise(reply, "".join(text), calls)
 
     def _whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
         data = completion.to_dict()
@@ -168,7 +175,7 @@ class ChatProvider:
 
     def _translate(self, exc: openai.APIError, request: dict[str, Any]) -> Exception:
         """Map an SDK error to ours; ``_Retry`` and ``_DropField`` steer the retry loop."""
-        where = self.settings.base_url or "the OpenAI API"
+        where = self._where()
         detail = self._scrub(_message(exc))
         if isinstance(exc, openai.APITimeoutError):
             return _Retry(ModelTimeout(f"no answer from {where} within "
@@ -198,6 +205,9 @@ class ChatProvider:
             return _Retry(_ServerError(f"server error from {where} ({status}): {detail}"),
                           _retry_after(exc))
         return ModelError(f"{where} rejected the request ({status}): {detail}")
+
+    def _where(self) -> str:
+        return self.settings.base_url or "the OpenAI API"
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if self._key else text
@@ -234,6 +244,13 @@ def _message(exc: openai.APIError) -> str:
         if isinstance(inner, str):
             return inner
     return str(getattr(exc, "message", "") or exc)
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost cause's type and text: 'RemoteProtocolError: peer closed ...'."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _code(exc: openai.APIError) -> str | None:

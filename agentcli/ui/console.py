@@ -11,4 +11,5 @@ from rich.console import Console
 def stderr_console(*, quiet: bool = False) -> Console:
     """A console on stderr; no colour when it is not a terminal or NO_COLOR is set."""
     return Console(file=sys.stderr, stderr=True, quiet=quiet, highlight=False,
-                   no_color=bool(os.environ.get("NO_COLOR")), emoji=False, markup=False)
+                   no_color=bool(os.environ.get("NO_COLOR")), emoji=False, markup=False,
+                   soft_wrap=True)

@@ -1,0 +1,43 @@
+"""Run every benchmark and write docs/BENCHMARKS.md.
+
+    python bench/run_all.py
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from datetime import date
+
+from common import ROOT
+
+import loop_overhead
+import parallel_tools
+import plugin_load
+import startup
+
+SECTIONS = [
+    ("Start-up (budget: within 1.5x of a bare `import typer`)", startup),
+    ("Loop overhead per model round trip (budget: within 1.2x of the raw SDK)", loop_overhead),
+    ("Parallel tool calls (budget: k calls of a 1 s tool in about 1 s)", parallel_tools),
+    ("Plugin loading (budget: 200 files in under 0.5 s)", plugin_load),
+]
+
+
+def main() -> None:
+    lines = ["# Benchmarks", "",
+             f"Measured {date.today().isoformat()} on {platform.machine()}, "
+             f"Python {platform.python_version()}, {platform.system()}; all figures of a "
+             "section come from one run. Medians of repeated runs.", "",
+             "Reproduce: `python bench/run_all.py` (writes this file).", ""]
+    for title, module in SECTIONS:
+        print(title, file=sys.stderr)
+        lines += [f"## {title}", "", "| measure | result |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in module.main()]
+        lines.append("")
+    (ROOT / "docs" / "BENCHMARKS.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
