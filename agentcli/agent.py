@@ -17,7 +17,7 @@ from typing import Any
 
 from .conversation import Conversation
 from .errors import (Interrupted, InvalidArguments, MaxStepsReached, ToolError, TruncatedReply)
-from .events import (ApprovalRequest, Approver, Decision, Event, Notice, ReplyDone, TextDelta,
+from .events import (ApprovalRequest, Approver, Decision, Event, ReplyDone, TextDelta,
                      ToolFinished, ToolRecord, TurnResult)
 from .messages import Message, ToolCall
 from .provider import ChatProvider, Reply

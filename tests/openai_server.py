@@ -28,7 +28,6 @@ import json
 import socket
 import sys
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
