@@ -40,6 +40,10 @@ class Tool:
         self.timeout = timeout
         self.source = "builtin"
         self.is_async = inspect.iscoroutinefunction(func)
+        #: Extra checks after the schema (raise InvalidArguments); run before approval.
+        self.check: Callable[[dict[str, Any]], None] | None = None
+        #: Extra rows for the approval panel, e.g. {"method": "GET", "host": ...}.
+        self.preview: Callable[[dict[str, Any]], dict[str, str]] | None = None
         self.args_model = _args_model(func, self.name, arg_docs)
         self.parameters = clean_schema(self.args_model.model_json_schema())
 
@@ -63,7 +67,10 @@ class Tool:
             parsed = self.args_model.model_validate(arguments)
         except ValidationError as exc:
             raise InvalidArguments(f"invalid arguments for {self.name}: {format_validation(exc)}") from None
-        return {field: getattr(parsed, field) for field in type(parsed).model_fields}
+        kwargs = {field: getattr(parsed, field) for field in type(parsed).model_fields}
+        if self.check is not None:
+            self.check(kwargs)
+        return kwargs
 
 
 def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,

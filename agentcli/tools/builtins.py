@@ -37,4 +37,5 @@ def current_time(timezone: str = "UTC") -> str:
 
 
 def builtin_tools() -> list[Tool]:
+    """The built-in tools that need no configuration."""
     return [calculator, current_time]

@@ -31,7 +31,13 @@ def approval_panel(request: ApprovalRequest, *, full: bool = False) -> Panel:
     shown, folded = (request.arguments, False) if full else fold(request.arguments)
     body = Text(json_visible(shown))
     JSONHighlighter().highlight(body)
-    parts: list[Text] = [body]
+    parts: list[Text] = []
+    if request.tool.preview is not None:
+        for label, value in request.tool.preview(request.arguments).items():
+            row = Text(f"{label}: ", style="bold")
+            row.append(visible(value))
+            parts.append(row)
+    parts.append(body)
     if folded:
         parts.append(Text("long values are folded: press v to view them in full", style="dim"))
     title = Text(f"{visible(request.tool.name)}  ")
