@@ -49,6 +49,15 @@ class ModelParams(_Strict):
     extra_body: dict[str, Any] | None = None
 
 
+class ToolLimit(_Strict):
+    """Guards for one tool (``[tools.limits.NAME]``); unset values fall back."""
+
+    timeout: float | None = Field(default=None, gt=0)
+    max_calls_per_minute: int | None = Field(default=None, ge=1)
+    breaker_failures: int | None = Field(default=None, ge=1)
+    breaker_cooldown: float | None = Field(default=None, ge=0)
+
+
 class ToolSettings(_Strict):
     policy: dict[str, Policy] = {}
     timeout: float = Field(default=30.0, gt=0)
@@ -56,6 +65,9 @@ class ToolSettings(_Strict):
     max_output: int = Field(default=16_000, ge=100)
     strict: bool = False
     dirs: list[str] = []
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown: float = Field(default=60.0, ge=0)
+    limits: dict[str, ToolLimit] = {}
 
 
 class HttpSettings(_Strict):
@@ -144,7 +156,8 @@ def _merge_into(dst: dict[str, Any], src: dict[str, Any], source: str,
                 sources: dict[str, str], prefix: str) -> None:
     for key, value in src.items():
         dotted = f"{prefix}{key}"
-        table_key = key in ("tools", "http", "policy", "profiles") or prefix.startswith("profiles.")
+        table_key = (key in ("tools", "http", "policy", "profiles", "limits")
+                     or prefix.startswith(("profiles.", "tools.limits.")))
         if isinstance(value, dict) and table_key and isinstance(dst.get(key), dict):
             _merge_into(dst[key], value, source, sources, dotted + ".")
         else:

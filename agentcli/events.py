@@ -40,6 +40,7 @@ class ToolRecord:
     result: str = ""
     duration_ms: int = 0
     decision: str = "auto"
+    output: str = ""  # what the tool printed; shown as plugin output, never in answers
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments,

@@ -13,8 +13,12 @@ from typing import Any
 from rich.console import Console
 
 from .. import paths, trust
+from ..agent import Agent, Limits
+from ..audit import AuditLog
 from ..config import Loaded, Settings, load, untrusted_local_config
 from ..errors import AgentCLIError, ConfigError
+from ..events import Approver, Event
+from ..provider import ChatProvider
 from ..tools.builtins import builtin_tools
 from ..tools.loader import LoadReport, load_dir
 from ..tools.registry import ToolRegistry
@@ -108,6 +112,20 @@ def tool_choice(value: str | None, registry: ToolRegistry) -> Any:
     if value not in registry:
         raise ConfigError(f"--tool-choice {value}: no such tool (see: agentcli tools list)")
     return {"type": "function", "function": {"name": value}}
+
+
+def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver,
+                on_event: Callable[[Event], None], notice: Callable[[str], None],
+                stream: bool = True) -> Agent:
+    """The agent loop with its provider, limits, guards and audit log, as configured."""
+    api_key = settings.api_key()
+    provider = ChatProvider(settings, api_key, notice=notice)
+    tools = settings.tools
+    limits = Limits(max_steps=settings.max_steps, max_parallel=tools.max_parallel,
+                    tool_timeout=tools.timeout, max_output=tools.max_output)
+    audit = AuditLog(paths.audit_log(), secrets=[api_key] if api_key else [])
+    return Agent(provider, registry, approve=approve, on_event=on_event, limits=limits,
+                 stream=stream, tool_settings=tools, audit=audit, strict=tools.strict)
 
 
 def stderr(opts: CommonOptions) -> Console:

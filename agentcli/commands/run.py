@@ -8,17 +8,16 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from ..agent import Agent, Limits
 from ..conversation import Conversation
 from ..endpoint import resolve
 from ..errors import Interrupted, MaxStepsReached, UsageError
 from ..events import Event, Notice, TextDelta, ToolFinished, TurnResult
-from ..provider import ChatProvider
 from ..sessions import SessionStore
 from ..ui.approve import TerminalApprover, UnattendedApprover, auto_approver
-from ..ui.render import tool_result_line
-from .common import (CommonOptions, build_registry, load_settings, reported, stderr,
-                     stdin_is_terminal, tool_choice)
+from ..ui.console import stderr_console
+from ..ui.render import plugin_output, tool_result_line
+from .common import (CommonOptions, build_agent, build_registry, load_settings, reported,
+                     stderr, stdin_is_terminal, tool_choice)
 
 
 @dataclass
@@ -55,7 +54,10 @@ class _Output:
             sys.stdout.flush()
             self.ends_with_newline = event.text.endswith("\n")
         elif isinstance(event, ToolFinished):
-            self.console.print(tool_result_line(event.record))
+            if not self.opts.quiet:
+                self.console.print(tool_result_line(event.record))
+            if event.record.output.strip():
+                self.console.print(plugin_output(event.record))
         elif isinstance(event, Notice):
             self.console.print(f"agentcli: {event.text}")
 
@@ -94,15 +96,13 @@ def _run(opts: RunOptions, console: Console) -> int:
     conv = store.load(opts.session) if opts.session else Conversation(model=settings.model)
     if settings.system and (opts.system or not opts.session):
         conv.set_system(settings.system)
+    loud = stderr_console()  # approvals show even with --quiet
     approve = (auto_approver if opts.yes else
-               TerminalApprover(console) if stdin_is_terminal() and opts.query != "-" else
-               UnattendedApprover(console))
+               TerminalApprover(loud) if stdin_is_terminal() and opts.query != "-" else
+               UnattendedApprover(loud))
     output = _Output(opts, console)
-    provider = ChatProvider(settings, api_key, notice=notice)
-    limits = Limits(max_steps=settings.max_steps, max_parallel=settings.tools.max_parallel,
-                    tool_timeout=settings.tools.timeout, max_output=settings.tools.max_output)
-    agent = Agent(provider, registry, approve=approve, on_event=output, limits=limits,
-                  stream=not opts.no_stream)
+    agent = build_agent(settings, registry, approve=approve, on_event=output, notice=notice,
+                        stream=not opts.no_stream)
     saving = opts.save or opts.session is not None
     try:
         result = agent.run_turn(conv, query, tool_choice=tool_choice(opts.tool_choice, registry))

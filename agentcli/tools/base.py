@@ -29,23 +29,33 @@ class Tool:
 
     def __init__(self, func: Callable[..., Any], *, name: str | None = None,
                  description: str | None = None, policy: Policy | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, max_calls_per_minute: int | None = None,
+                 parameters: dict[str, Any] | None = None) -> None:
         self.func = func
         self.name = name or func.__name__
         if not NAME_RE.match(self.name):
             raise ValueError(f"invalid tool name {self.name!r}: use 1-64 letters, digits, '_' or '-'")
         summary, arg_docs = parse_docstring(inspect.getdoc(func) or "")
         self.description = description if description is not None else summary
+        if policy not in (None, "auto", "ask", "deny"):
+            raise ValueError(f"tool {self.name}: policy must be 'auto', 'ask' or 'deny', not {policy!r}")
         self.policy = policy
         self.timeout = timeout
+        self.max_calls_per_minute = max_calls_per_minute
         self.source = "builtin"
         self.is_async = inspect.iscoroutinefunction(func)
         #: Extra checks after the schema (raise InvalidArguments); run before approval.
         self.check: Callable[[dict[str, Any]], None] | None = None
         #: Extra rows for the approval panel, e.g. {"method": "GET", "host": ...}.
         self.preview: Callable[[dict[str, Any]], dict[str, str]] | None = None
-        self.args_model = _args_model(func, self.name, arg_docs)
-        self.parameters = clean_schema(self.args_model.model_json_schema())
+        self._validator: Any = None
+        if parameters is not None:
+            self.args_model = None
+            self._validator = schema_validator(self.name, parameters)
+            self.parameters = parameters
+        else:
+            self.args_model = _args_model(func, self.name, arg_docs)
+            self.parameters = clean_schema(self.args_model.model_json_schema())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -53,33 +63,96 @@ class Tool:
     def __repr__(self) -> str:
         return f"<Tool {self.name} from {self.source}>"
 
-    def schema(self) -> dict[str, Any]:
-        """The function schema sent to the model (no nulls: no description, no key)."""
+    def schema(self, *, strict: bool = False) -> dict[str, Any]:
+        """The function schema sent to the model (no nulls: no description, no key).
+
+        With ``strict``, ``"strict": true`` is added when the schema meets the
+        rules of strict mode (every property required, no extra properties).
+        """
         function: dict[str, Any] = {"name": self.name}
         if self.description:
             function["description"] = self.description
         function["parameters"] = self.parameters
+        if strict and allows_strict(self.parameters):
+            function["strict"] = True
         return {"type": "function", "function": function}
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Check arguments against the schema; return keyword arguments for the call."""
-        try:
-            parsed = self.args_model.model_validate(arguments)
-        except ValidationError as exc:
-            raise InvalidArguments(f"invalid arguments for {self.name}: {format_validation(exc)}") from None
-        kwargs = {field: getattr(parsed, field) for field in type(parsed).model_fields}
+        if self._validator is not None:
+            kwargs = self._validate_schema(arguments)
+        else:
+            try:
+                parsed = self.args_model.model_validate(arguments)
+            except ValidationError as exc:
+                raise InvalidArguments(f"invalid arguments for {self.name}: "
+                                       f"{format_validation(exc)}") from None
+            kwargs = {field: getattr(parsed, field) for field in type(parsed).model_fields}
         if self.check is not None:
             self.check(kwargs)
         return kwargs
 
 
+    def _validate_schema(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
+        if errors:
+            parts = [f"{'.'.join(map(str, e.path)) or 'arguments'}: {e.message}" for e in errors]
+            raise InvalidArguments(f"invalid arguments for {self.name}: {'; '.join(parts)}")
+        return dict(arguments)
+
+
 def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
          description: str | None = None, policy: Policy | None = None,
-         timeout: float | None = None) -> Any:
-    """Turn a typed function into a tool; use as ``@tool`` or ``@tool(name=...)``."""
+         timeout: float | None = None, max_calls_per_minute: int | None = None,
+         parameters: dict[str, Any] | None = None) -> Any:
+    """Turn a typed function into a tool; use as ``@tool`` or ``@tool(name=...)``.
+
+    Args:
+        func: The function (when used bare, as ``@tool``).
+        name: Tool name for the model; defaults to the function's name.
+        description: Defaults to the docstring's first paragraph.
+        policy: "auto", "ask" or "deny"; the config's ``[tools.policy]`` wins.
+        timeout: Seconds the tool may run.
+        max_calls_per_minute: A rate limit.
+        parameters: A hand-written JSON schema instead of one built from the
+            type hints; checked against the JSON Schema metaschema, and the
+            arguments are validated with it and passed as keyword arguments.
+    """
     def wrap(f: Callable[..., Any]) -> Tool:
-        return Tool(f, name=name, description=description, policy=policy, timeout=timeout)
+        return Tool(f, name=name, description=description, policy=policy, timeout=timeout,
+                    max_calls_per_minute=max_calls_per_minute, parameters=parameters)
     return wrap(func) if func is not None else wrap
+
+
+def schema_validator(name: str, schema: Any) -> Any:
+    """A jsonschema validator for a hand-written schema; ValueError if it is not valid.
+
+    jsonschema is imported here, on first use, because most tools never need it.
+    """
+    import jsonschema
+
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise ValueError(f"tool {name}: parameters must be a JSON schema of type 'object'")
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(map(str, exc.path)) or "top level"
+        raise ValueError(f"tool {name}: invalid JSON schema at {where}: {exc.message}") from None
+    return cls(schema)
+
+
+def allows_strict(schema: Any) -> bool:
+    """True if every object in ``schema`` closes its properties and requires them all."""
+    if isinstance(schema, list):
+        return all(allows_strict(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        if schema.get("additionalProperties") is not False or set(schema.get("required", [])) != set(props):
+            return False
+    return all(allows_strict(v) for k, v in schema.items() if k not in ("enum", "const", "default"))
 
 
 def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:

@@ -56,5 +56,5 @@ class ToolRegistry:
         tool = self._tools.get(name)
         return (tool.policy if tool and tool.policy else "ask")
 
-    def schemas(self) -> list[dict[str, Any]]:
-        return [t.schema() for t in self.all()]
+    def schemas(self, *, strict: bool = False) -> list[dict[str, Any]]:
+        return [t.schema(strict=strict) for t in self.all()]

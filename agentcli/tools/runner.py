@@ -7,8 +7,10 @@ it can act on, and the history stays valid.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -26,6 +28,7 @@ class Outcome:
     status: Status
     result: str
     duration_ms: int = 0
+    output: str = ""
 
 
 def serialise(value: Any) -> str:
@@ -82,13 +85,50 @@ class Job:
     timeout: float
 
 
-def _start(job: Job) -> Future[Any]:
+class _Captured(threading.local):
+    buffer: io.StringIO | None = None
+
+
+_captured = _Captured()
+
+
+class _RoutedStream(io.TextIOBase):
+    """Stands in for stdout/stderr while tools run: a tool thread's writes go to
+    that thread's buffer; every other thread writes through to the real stream."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, text: str) -> int:
+        buffer = _captured.buffer
+        return buffer.write(text) if buffer is not None else self.real.write(text)
+
+    def flush(self) -> None:
+        if _captured.buffer is None:
+            self.real.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def route_tool_output() -> None:
+    """Install the routing streams (once). They stay, so that a tool still running
+    after its time-out cannot print into the answer either."""
+    if not isinstance(sys.stdout, _RoutedStream):
+        sys.stdout = _RoutedStream(sys.stdout)
+    if not isinstance(sys.stderr, _RoutedStream):
+        sys.stderr = _RoutedStream(sys.stderr)
+
+
+def _start(job: Job, outputs: dict[Future[Any], io.StringIO]) -> Future[Any]:
     """Run one job in its own daemon thread, so a hung tool never blocks the rest."""
     future: Future[Any] = Future()
+    outputs[future] = io.StringIO()
 
     def target() -> None:
         if not future.set_running_or_notify_cancel():
             return
+        _captured.buffer = outputs[future]
         try:
             future.set_result(call(job.tool, job.kwargs, job.timeout))
         except BaseException as exc:  # delivered to the waiting side
@@ -120,12 +160,19 @@ def run_batch(jobs: list[Job], results: list[Outcome | None], *, max_parallel: i
     ``results[i]`` is filled as job ``i`` ends, so after a KeyboardInterrupt
     the caller knows which calls finished and which to mark cancelled.
     """
+    route_tool_output()
+    _run_all(jobs, results, max_parallel, max_output)
+
+
+def _run_all(jobs: list[Job], results: list[Outcome | None], max_parallel: int,
+             max_output: int) -> None:
     waiting = list(range(len(jobs)))
     running: dict[Future[Any], tuple[int, float]] = {}
+    outputs: dict[Future[Any], io.StringIO] = {}
     while waiting or running:
         while waiting and len(running) < max_parallel:
             index = waiting.pop(0)
-            running[_start(jobs[index])] = (index, time.monotonic())
+            running[_start(jobs[index], outputs)] = (index, time.monotonic())
         soonest = min(started + jobs[i].timeout for i, started in running.values())
         done, _ = wait(running, timeout=max(0.0, soonest - time.monotonic()),
                        return_when=FIRST_COMPLETED)
@@ -138,5 +185,6 @@ def run_batch(jobs: list[Job], results: list[Outcome | None], *, max_parallel: i
             else:
                 continue
             outcome.duration_ms = int((now - started) * 1000)
+            outcome.output = cap(outputs.pop(future).getvalue(), max_output)
             results[index] = outcome
             del running[future]

@@ -29,3 +29,13 @@ def tool_result_line(record: ToolRecord) -> Text:
     line.append(f" → {short(record.result)}")
     line.append(f"  ({record.duration_ms} ms)", style="dim")
     return line
+
+
+def plugin_output(record: ToolRecord, limit: int = 2000) -> Text:
+    """What a tool printed while it ran, labelled, escaped and shortened."""
+    text = record.output.strip()
+    if len(text) > limit:
+        text = text[:limit] + f"\n[... {len(record.output) - limit:,} more characters]"
+    line = Text(f"plugin output ({visible(record.name)}):\n", style="dim")
+    line.append(visible(text, keep_newlines=True))
+    return line

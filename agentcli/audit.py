@@ -1,0 +1,133 @@
+"""The audit log of tool calls, and the statistics drawn from it.
+
+Every call is appended as one JSON line to ``$XDG_STATE_HOME/agentcli/
+audit.jsonl``: time, session, tool, arguments (values of keys that look like
+secrets, and any known secret string, redacted), decision, status, duration
+and result size. ``stats`` summarises the log per tool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .events import ToolRecord
+
+SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api[-_]?key|auth|authorization|cookie|"
+                        r"credential|private[-_]?key|session[-_]?id)", re.I)
+REDACTED = "[redacted]"
+
+
+def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """A copy of ``value`` with secret-looking keys and known secret strings hidden."""
+    secrets = [s for s in secrets if s]
+    if isinstance(value, dict):
+        return {k: REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "")
+                else redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+    return value
+
+
+class AuditLog:
+    """Appends one line per call; a log that cannot be written never stops a call."""
+
+    def __init__(self, path: Path, secrets: Iterable[str] = ()) -> None:
+        self.path = path
+        self.secrets = [s for s in secrets if s]
+        self.failed: str | None = None
+
+    def write(self, record: ToolRecord, *, session: str | None) -> None:
+        entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                 "session": session, "tool": record.name,
+                 "arguments": redact(record.arguments, self.secrets),
+                 "decision": record.decision, "status": record.status,
+                 "duration_ms": record.duration_ms, "result_size": len(record.result)}
+        if record.status != "ok":
+            entry["error"] = redact(record.result[:200], self.secrets)
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.failed = f"cannot write the audit log {self.path}: {exc.strerror}"
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    """Entries of the log; lines that do not parse are skipped."""
+    entries = []
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("tool"), str):
+            entries.append(entry)
+    return entries
+
+
+@dataclass
+class ToolStats:
+    tool: str
+    calls: int = 0
+    failures: int = 0
+    durations: list[int] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.calls if self.calls else 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.durations) if self.durations else 0.0
+
+    @property
+    def p95_ms(self) -> float:
+        if len(self.durations) < 2:
+            return float(self.durations[0]) if self.durations else 0.0
+        return statistics.quantiles(self.durations, n=20, method="inclusive")[-1]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"tool": self.tool, "calls": self.calls, "failures": self.failures,
+                "failure_rate": round(self.failure_rate, 4), "mean_ms": round(self.mean_ms, 1),
+                "p95_ms": round(self.p95_ms, 1), "common_errors": self.errors.most_common(3)}
+
+
+def stats(entries: Iterable[dict[str, Any]]) -> list[ToolStats]:
+    """Per-tool calls, failures (errors and time-outs), durations and common errors."""
+    table: dict[str, ToolStats] = {}
+    for entry in entries:
+        row = table.setdefault(entry["tool"], ToolStats(entry["tool"]))
+        row.calls += 1
+        if entry.get("status") in ("error", "timeout"):
+            row.failures += 1
+            row.errors[_error_kind(entry.get("error", entry.get("status", "")))] += 1
+        if entry.get("status") not in ("denied", "cancelled"):
+            row.durations.append(int(entry.get("duration_ms") or 0))
+    return sorted(table.values(), key=lambda r: (-r.calls, r.tool))
+
+
+def _error_kind(text: str) -> str:
+    """The stable head of an error message, so similar errors count together."""
+    head = str(text).split(":", 2)
+    return ":".join(head[:2]).strip()[:80] if len(head) > 1 else str(text)[:80]
