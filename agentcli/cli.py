@@ -92,6 +92,68 @@ def config_init(force: Annotated[bool, typer.Option("--force", help="Overwrite a
     raise typer.Exit(init(force))
 
 
+tools_app = typer.Typer(no_args_is_help=True, help="List, inspect, call and check tools.")
+app.add_typer(tools_app, name="tools")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _tool_opts(config: Optional[Path], profile: Optional[str], tools_dir: Optional[list[Path]],
+               no_tools: bool, yes: bool = False, verbose: bool = False) -> object:
+    from .commands.common import CommonOptions
+
+    return CommonOptions(config=config, profile=profile, tools_dirs=tools_dir or [],
+                         no_tools=no_tools, yes=yes, verbose=verbose)
+
+
+@tools_app.command("list")
+def tools_list(as_json: JsonFlag = False, config: ConfigFile = None, profile: Profile = None,
+               tools_dir: ToolsDir = None, no_tools: NoTools = False) -> None:
+    """Every tool: name, policy, one-line description and source."""
+    from .commands.tools_cmd import list_tools
+
+    raise typer.Exit(list_tools(_tool_opts(config, profile, tools_dir, no_tools), as_json))
+
+
+@tools_app.command("show")
+def tools_show(name: Annotated[str, typer.Argument(metavar="NAME")], config: ConfigFile = None,
+               profile: Profile = None, tools_dir: ToolsDir = None) -> None:
+    """The exact JSON schema sent to the model, and its size in tokens."""
+    from .commands.tools_cmd import show_tool
+
+    raise typer.Exit(show_tool(_tool_opts(config, profile, tools_dir, False), name))
+
+
+@tools_app.command("call")
+def tools_call(name: Annotated[str, typer.Argument(metavar="NAME")],
+               arguments: Annotated[Optional[list[str]], typer.Argument(
+                   metavar="[JSON | KEY=VALUE ...]", help="One JSON object or key=value pairs.")] = None,
+               yes: Yes = False, config: ConfigFile = None, profile: Profile = None,
+               tools_dir: ToolsDir = None, verbose: Verbose = False) -> None:
+    """Run one tool without a model, through the same validation, approval and limits."""
+    from .commands.tools_cmd import call_tool
+
+    opts = _tool_opts(config, profile, tools_dir, False, yes=yes, verbose=verbose)
+    raise typer.Exit(call_tool(opts, name, arguments or []))
+
+
+@tools_app.command("check")
+def tools_check(directory: Annotated[Optional[Path], typer.Argument(metavar="[DIR]")] = None,
+                config: ConfigFile = None, profile: Profile = None,
+                tools_dir: ToolsDir = None) -> None:
+    """Load every plugin file and report each problem with file:line (exit 1 if any)."""
+    from .commands.tools_cmd import check_tools
+
+    raise typer.Exit(check_tools(_tool_opts(config, profile, tools_dir, False), directory))
+
+
+@tools_app.command("stats")
+def tools_stats(as_json: JsonFlag = False) -> None:
+    """Per tool, from the audit log: calls, failures, failure rate, mean and p95 duration."""
+    from .commands.tools_cmd import tool_stats
+
+    raise typer.Exit(tool_stats(as_json))
+
+
 @app.command("trust")
 def trust_cmd(directory: Annotated[Optional[Path], typer.Argument(help="Directory (default: current).")] = None,
               list_: Annotated[bool, typer.Option("--list", help="List trusted directories.")] = False,

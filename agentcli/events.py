@@ -39,7 +39,7 @@ class ToolRecord:
     status: Status = "ok"
     result: str = ""
     duration_ms: int = 0
-    decision: str = "auto"
+    decision: str = "not asked"  # auto, approved, denied, edited; "not asked" if refused before
     output: str = ""  # what the tool printed; shown as plugin output, never in answers
 
     def as_json(self) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from ..errors import AgentCLIError, ConfigError
 from ..events import Approver, Event
 from ..provider import ChatProvider
 from ..tools.builtins import builtin_tools
+from ..tools.http import http_tools
 from ..tools.loader import LoadReport, load_dir
 from ..tools.registry import ToolRegistry
+from ..ui.approve import TerminalApprover, UnattendedApprover, auto_approver
 from ..ui.console import stderr_console
 from ..ui.safe_text import visible
 
@@ -96,6 +98,7 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
     if opts.no_tools:
         return registry
     registry.extend(builtin_tools())
+    registry.extend(http_tools(settings.http, secrets=[k for k in [settings.api_key()] if k]))
     report = report or LoadReport()
     for directory in tool_dirs(settings, opts, console):
         load_dir(directory, report)
@@ -134,6 +137,17 @@ def stderr(opts: CommonOptions) -> Console:
 
 def stdin_is_terminal() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def choose_approver(*, yes: bool, can_ask: bool) -> Approver:
+    """``--yes`` approves; a terminal asks; otherwise a call that asks is denied.
+
+    Its console ignores ``--quiet``: an approval question must always be seen.
+    """
+    if yes:
+        return auto_approver
+    console = stderr_console()
+    return TerminalApprover(console) if can_ask else UnattendedApprover(console)
 
 
 Notice = Callable[[str], None]

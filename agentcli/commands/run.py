@@ -13,11 +13,9 @@ from ..endpoint import resolve
 from ..errors import Interrupted, MaxStepsReached, UsageError
 from ..events import Event, Notice, TextDelta, ToolFinished, TurnResult
 from ..sessions import SessionStore
-from ..ui.approve import TerminalApprover, UnattendedApprover, auto_approver
-from ..ui.console import stderr_console
 from ..ui.render import plugin_output, tool_result_line
-from .common import (CommonOptions, build_agent, build_registry, load_settings, reported,
-                     stderr, stdin_is_terminal, tool_choice)
+from .common import (CommonOptions, build_agent, build_registry, choose_approver,
+                     load_settings, reported, stderr, stdin_is_terminal, tool_choice)
 
 
 @dataclass
@@ -96,10 +94,7 @@ def _run(opts: RunOptions, console: Console) -> int:
     conv = store.load(opts.session) if opts.session else Conversation(model=settings.model)
     if settings.system and (opts.system or not opts.session):
         conv.set_system(settings.system)
-    loud = stderr_console()  # approvals show even with --quiet
-    approve = (auto_approver if opts.yes else
-               TerminalApprover(loud) if stdin_is_terminal() and opts.query != "-" else
-               UnattendedApprover(loud))
+    approve = choose_approver(yes=opts.yes, can_ask=stdin_is_terminal() and opts.query != "-")
     output = _Output(opts, console)
     agent = build_agent(settings, registry, approve=approve, on_event=output, notice=notice,
                         stream=not opts.no_stream)

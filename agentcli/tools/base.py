@@ -32,6 +32,7 @@ class Tool:
                  timeout: float | None = None, max_calls_per_minute: int | None = None,
                  parameters: dict[str, Any] | None = None) -> None:
         self.func = func
+        self.source = "builtin"
         self.name = name or func.__name__
         if not NAME_RE.match(self.name):
             raise ValueError(f"invalid tool name {self.name!r}: use 1-64 letters, digits, '_' or '-'")
@@ -42,7 +43,6 @@ class Tool:
         self.policy = policy
         self.timeout = timeout
         self.max_calls_per_minute = max_calls_per_minute
-        self.source = "builtin"
         self.is_async = inspect.iscoroutinefunction(func)
         #: Extra checks after the schema (raise InvalidArguments); run before approval.
         self.check: Callable[[dict[str, Any]], None] | None = None

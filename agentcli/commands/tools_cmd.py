@@ -1,0 +1,154 @@
+"""``agentcli tools list|show|call|check|stats``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .. import audit, paths
+from ..conversation import Conversation
+from ..errors import UsageError
+from ..executor import Limits, ToolExecutor
+from ..messages import ToolCall
+from ..tools.base import Tool
+from ..tools.loader import LoadReport, load_dir, plugin_files
+from ..tools.registry import ToolRegistry
+from ..ui.render import plugin_output
+from ..ui.safe_text import visible
+from .common import (CommonOptions, build_registry, choose_approver, load_settings, reported,
+                     stderr, stdin_is_terminal, tool_dirs)
+
+
+def _registry(opts: CommonOptions, console: Console) -> tuple[Any, ToolRegistry]:
+    settings = load_settings(opts, console).settings
+    return settings, build_registry(settings, opts, console)
+
+
+def summary(tool: Tool) -> str:
+    return visible(tool.description.split("\n")[0]) if tool.description else ""
+
+
+def list_tools(opts: CommonOptions, as_json: bool) -> int:
+    console = stderr(opts)
+    with reported(verbose=opts.verbose) as code:
+        _, registry = _registry(opts, console)
+        rows = [{"name": t.name, "source": t.source, "policy": registry.policy(t.name),
+                 "description": summary(t)} for t in registry.all()]
+        if as_json:
+            print(json.dumps(rows, ensure_ascii=False, indent=2))
+        else:
+            width = max((len(r["name"]) for r in rows), default=4)
+            for r in rows:
+                print(f"{r['name']:<{width}}  {r['policy']:<4}  {r['description']}  [{visible(r['source'])}]")
+    return code[0]
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count: about four characters per token for JSON and English."""
+    return max(1, round(len(text) / 4))
+
+
+def show_tool(opts: CommonOptions, name: str) -> int:
+    console = stderr(opts)
+    with reported(verbose=opts.verbose) as code:
+        settings, registry = _registry(opts, console)
+        schema = registry.get(name).schema(strict=settings.tools.strict)
+        wire = json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
+        print(json.dumps(schema, ensure_ascii=False, indent=2))
+        console.print(f"{len(wire):,} characters, about {estimate_tokens(wire):,} tokens "
+                      "(estimated at 4 characters per token)")
+    return code[0]
+
+
+def parse_call_arguments(tool: Tool, items: list[str]) -> dict[str, Any]:
+    """One JSON object, or ``key=value`` pairs (values parsed as JSON unless the
+    parameter is a string)."""
+    if len(items) == 1 and items[0].lstrip().startswith("{"):
+        try:
+            value = json.loads(items[0])
+        except ValueError as exc:
+            raise UsageError(f"the arguments are not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise UsageError("the arguments must be a JSON object")
+        return value
+    props = tool.parameters.get("properties", {})
+    arguments: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected key=value or one JSON object, got {item!r}")
+        if props.get(key, {}).get("type") == "string":
+            arguments[key] = raw
+            continue
+        try:
+            arguments[key] = json.loads(raw)
+        except ValueError:
+            arguments[key] = raw
+    return arguments
+
+
+def call_tool(opts: CommonOptions, name: str, items: list[str]) -> int:
+    console = stderr(opts)
+    with reported(verbose=opts.verbose) as code:
+        settings, registry = _registry(opts, console)
+        tool = registry.get(name)
+        arguments = parse_call_arguments(tool, items)
+        approve = choose_approver(yes=opts.yes, can_ask=stdin_is_terminal())
+        t = settings.tools
+        executor = ToolExecutor(registry, approve=approve, tool_settings=t,
+                                limits=Limits(max_parallel=1, tool_timeout=t.timeout,
+                                              max_output=t.max_output),
+                                audit=audit.AuditLog(paths.audit_log()))
+        call = ToolCall(id="call_manual", name=name, arguments=json.dumps(arguments))
+        record = executor.run(Conversation(), [call])[0]
+        if record.output.strip():
+            console.print(plugin_output(record))
+        (sys.stdout if record.status == "ok" else sys.stderr).write(record.result + "\n")
+        code[0] = 0 if record.status == "ok" else 1
+    return code[0]
+
+
+def check_tools(opts: CommonOptions, directory: Path | None) -> int:
+    console = stderr(opts)
+    with reported(verbose=opts.verbose) as code:
+        if directory is not None:
+            if not directory.is_dir():
+                raise UsageError(f"{directory}: not a directory")
+            dirs = [directory]
+        else:
+            dirs = tool_dirs(load_settings(opts, console).settings, opts, console)
+        report = LoadReport()
+        files = 0
+        for d in dirs:
+            files += len(plugin_files(d))
+            load_dir(d, report)
+        registry = ToolRegistry()
+        registry.extend(report.tools)
+        for problem in report.errors:
+            print(visible(str(problem)))
+        for warning in registry.warnings:
+            print(f"warning: {visible(warning)}")
+        console.print(f"{files} plugin file(s), {len(report.tools)} tool(s), "
+                      f"{len(report.errors)} problem(s)")
+        code[0] = 1 if report.errors else 0
+    return code[0]
+
+
+def tool_stats(as_json: bool) -> int:
+    rows = audit.stats(audit.read(paths.audit_log()))
+    if as_json:
+        print(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=2))
+        return 0
+    if not rows:
+        print(f"no tool calls recorded yet ({paths.audit_log()})")
+        return 0
+    print(f"{'tool':<20} {'calls':>6} {'fail':>5} {'rate':>6} {'mean ms':>8} {'p95 ms':>8}  common errors")
+    for r in rows:
+        errors = "; ".join(f"{visible(e)} ({n})" for e, n in r.errors.most_common(3))
+        print(f"{visible(r.tool):<20} {r.calls:>6} {r.failures:>5} {r.failure_rate:>6.0%} "
+              f"{r.mean_ms:>8.0f} {r.p95_ms:>8.0f}  {errors}")
+    return 0
