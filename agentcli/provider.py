@@ -117,8 +117,8 @@ class ChatProvider:
     def _send(self, request: dict[str, Any], stream: bool, on_text: Callable[[str], None]) -> Reply:
         try:
             if stream:
-                return self._stream(self.client.chat.completions.create(**request), on_text)
-            return self._whole(self.client.chat.completions.create(**request), on_text)
+                return self._stream(self._create(request), on_text)
+            return self._whole(self._create(request), on_text)
         except openai.APIError as exc:
             raise self._translate(exc, request) from None
         except (ModelError, _DropField, _Retry):
@@ -126,6 +126,9 @@ class ChatProvider:
         except Exception as exc:  # a transport error the SDK did not wrap
             raise StreamError(f"the connection to {self._where()} failed mid-reply "
                               f"({self._scrub(_cause(exc))})") from None
+
+    def _create(self, request: dict[str, Any]) -> Any:
+        return self.client.chat.completions.create(**request)
 
     def _stream(self, stream: Any, on_text: Callable[[str], None]) -> Reply:
         reply = Reply(model=self.model)

@@ -1,0 +1,134 @@
+"""The Responses API as a second wire protocol behind the provider interface.
+
+Selected with ``api = "responses"`` (at the top level or in a profile). The
+conversation stays in Chat Completions shape everywhere else; this module
+translates it to Responses input items on the way out (tool calls become
+``function_call`` items, tool results ``function_call_output`` items) and
+turns the typed stream events back into the same ``Reply``. Retries,
+fallback and error mapping are the Chat Completions provider's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .assemble import ToolCallAssembler
+from .errors import ModelError
+from .messages import Usage
+from .provider import ChatProvider, Reply, _finalise
+
+
+def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat Completions messages as Responses input items."""
+    items: list[dict[str, Any]] = []
+    for msg in messages:
+        if msg["role"] == "tool":
+            items.append({"type": "function_call_output", "call_id": msg["tool_call_id"],
+                          "output": msg.get("content") or ""})
+            continue
+        if msg.get("content") or msg["role"] != "assistant":
+            items.append({"role": msg["role"], "content": msg.get("content") or ""})
+        for call in msg.get("tool_calls") or []:
+            items.append({"type": "function_call", "call_id": call["id"],
+                          "name": call["function"]["name"],
+                          "arguments": call["function"]["arguments"]})
+    return items
+
+
+def to_tools(schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat Completions tool schemas flattened to Responses function tools."""
+    return [{"type": "function", **schema["function"]} for schema in schemas]
+
+
+def to_tool_choice(choice: Any) -> Any:
+    if isinstance(choice, dict):
+        return {"type": "function", "name": choice["function"]["name"]}
+    return choice
+
+
+class ResponsesProvider(ChatProvider):
+    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                 tool_choice: Any, stream: bool) -> dict[str, Any]:
+        s = self.settings
+        request: dict[str, Any] = {"model": model, "input": to_input(messages)}
+        if tools:
+            request["tools"] = to_tools(tools)
+            if tool_choice is not None:
+                request["tool_choice"] = to_tool_choice(tool_choice)
+            if s.parallel_tool_calls is not None:
+                request["parallel_tool_calls"] = s.parallel_tool_calls
+        for key in ("temperature", "top_p", "extra_body"):
+            if getattr(s, key) is not None:
+                request[key] = getattr(s, key)
+        if s.max_tokens is not None:
+            request["max_output_tokens"] = s.max_tokens
+        if stream:
+            request["stream"] = True
+        for name in self._dropped:
+            request.pop(name, None)
+        return request
+
+    def _create(self, request: dict[str, Any]) -> Any:
+        return self.client.responses.create(**request)
+
+    def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
+                     text: list[str], on_text: Callable[[str], None]) -> None:
+        with stream:
+            for event in stream:
+                data = event.to_dict()
+                kind = data.get("type", "")
+                if kind == "response.output_text.delta" and data.get("delta"):
+                    text.append(data["delta"])
+                    on_text(data["delta"])
+                elif kind == "response.output_item.added":
+                    _add_call(calls, data.get("output_index"), data.get("item") or {})
+                elif kind == "response.function_call_arguments.delta":
+                    calls.feed({"index": data.get("output_index"),
+                                "function": {"arguments": data.get("delta") or ""}})
+                elif kind in ("response.completed", "response.incomplete"):
+                    _finish(reply, data.get("response") or {}, bool(calls))
+                elif kind in ("response.failed", "error"):
+                    raise ModelError(f"{self._where()} failed the response: {_failure(data)}")
+
+    def _whole(self, response: Any, on_text: Callable[[str], None]) -> Reply:
+        data = response.to_dict()
+        calls = ToolCallAssembler()
+        parts: list[str] = []
+        for index, item in enumerate(data.get("output") or []):
+            if item.get("type") == "message":
+                parts += [c.get("text") or "" for c in item.get("content") or []
+                          if c.get("type") == "output_text"]
+            _add_call(calls, index, item)
+        reply = Reply(model=data.get("model") or self.model)
+        _finish(reply, data, bool(calls))
+        content = "".join(parts)
+        if content:
+            on_text(content)
+        return _finalise(reply, content, calls)
+
+
+def _add_call(calls: ToolCallAssembler, index: Any, item: dict[str, Any]) -> None:
+    if item.get("type") == "function_call":
+        calls.feed({"index": index, "id": item.get("call_id") or "",
+                    "function": {"name": item.get("name") or "",
+                                 "arguments": item.get("arguments") or ""}})
+
+
+def _finish(reply: Reply, response: dict[str, Any], has_calls: bool) -> None:
+    reply.model = response.get("model") or reply.model
+    usage = response.get("usage") or {}
+    if usage:
+        reply.usage = Usage(prompt_tokens=usage.get("input_tokens") or 0,
+                            completion_tokens=usage.get("output_tokens") or 0,
+                            total_tokens=usage.get("total_tokens") or 0)
+    reason = (response.get("incomplete_details") or {}).get("reason")
+    if response.get("status") == "incomplete" and reason == "max_output_tokens":
+        reply.finish_reason = "length"
+    else:
+        reply.finish_reason = "tool_calls" if has_calls else "stop"
+
+
+def _failure(data: dict[str, Any]) -> str:
+    error = (data.get("response") or {}).get("error") or data
+    return str(error.get("message") or error.get("code") or "unknown error")
