@@ -48,11 +48,13 @@ class _Retry(Exception):
 class ChatProvider:
     def __init__(self, settings: Settings, api_key: str | None, *,
                  notice: Callable[[str], None] = lambda _: None,
+                 debug: Callable[[str], None] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.model = settings.model or ""
         self._key = api_key
         self._notice = notice
+        self._debug = debug
         self._sleep = sleep
         self._dropped: set[str] = set()
         self.client = openai.OpenAI(api_key=api_key or "no-key", base_url=settings.base_url,
@@ -84,15 +86,36 @@ class ChatProvider:
             def forward(text: str) -> None:
                 emitted.append(True)
                 on_text(text)
+            self._log_request(request)
             try:
-                return self._send(request, stream, forward)
+                reply = self._send(request, stream, forward)
             except _DropField:
+                self._log("the server rejected an optional field; sending again without it")
                 continue
             except _Retry as retry:
                 if emitted or attempt >= self.settings.max_retries:
                     raise retry.error from None
                 attempt += 1
-                self._sleep(retry.delay or _backoff(attempt))
+                delay = retry.delay or _backoff(attempt)
+                self._log(f"{retry.error}; retry {attempt} of {self.settings.max_retries} "
+                          f"in {delay:.1f} s")
+                self._sleep(delay)
+                continue
+            self._log(f"reply: finish_reason={reply.finish_reason} tool_calls={len(reply.tool_calls)} "
+                      f"usage={reply.usage.model_dump() if reply.usage else None}")
+            return reply
+
+    def _log(self, text: str) -> None:
+        if self._debug is not None:
+            self._debug(self._scrub(text))
+
+    def _log_request(self, request: dict[str, Any]) -> None:
+        if self._debug is None:
+            return
+        items = request.get("messages", request.get("input", []))
+        self._log(f"request: POST {self._where()} model={request['model']} items={len(items)} "
+                  f"tools={len(request.get('tools', []))} stream={bool(request.get('stream'))} "
+                  f"options={sorted(k for k in request if k not in ('model', 'messages', 'input', 'tools'))}")
 
     def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                  tool_choice: Any, stream: bool) -> dict[str, Any]:

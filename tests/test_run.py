@@ -377,3 +377,21 @@ def test_system_prompt_is_sent_first(cli, server, run_args):
     server.enqueue(text("ok"))
     assert cli("run", *run_args, "--system", "Be brief.", "x").code == 0
     assert server.requests[0].body["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_verbose_shows_requests_but_never_the_key(cli, server, run_args):
+    server.enqueue(error(500, "boom", headers={"Retry-After": "0"}),
+                   tool_calls(Call("calculator", {"expression": "1+1"})), text("2"))
+    result = cli("run", *run_args, "-v", "-y", "x", env={"OPENAI_API_KEY": "sk-verbose-secret"})
+    assert result.code == 0, result.stderr
+    assert "debug: request: POST" in result.stderr and "retry 1 of 2" in result.stderr
+    assert "finish_reason=tool_calls" in result.stderr
+    assert "sk-verbose-secret" not in result.stderr + result.stdout
+
+
+def test_quiet_hides_tool_lines_but_not_errors(cli, server, run_args):
+    server.enqueue(tool_calls(Call("calculator", {"expression": "1+1"})), text("2"))
+    result = cli("run", *run_args, "-q", "-y", "x")
+    assert (result.code, result.stdout, result.stderr) == (0, "2\n", "")
+    result = cli("run", *run_args, "-q", "--session", "missing", "x")
+    assert result.code == 1 and "no saved session" in result.stderr
