@@ -93,3 +93,14 @@ def test_more_local_plugin_wins_with_a_warning_and_builtins_cannot_be_taken(tmp_
     warnings = "\n".join(registry.warnings)
     assert str(user / "a.py") in warnings and str(local / "b.py") in warnings
     assert "built in" in warnings
+
+
+def test_an_invalid_handwritten_schema_is_reported_and_the_tool_skipped(tmp_path):
+    bad = plugin(tmp_path, "schema.py", "from agentcli import tool\n\n"
+                 "@tool(parameters={'type': 'object', 'properties': {'n': {'type': 'integr'}}})\n"
+                 "def f(n):\n    return n\n")
+    plugin(tmp_path, "good.py", GOOD.format(name="double"))
+    report = load_dir(tmp_path)
+    assert [t.name for t in report.tools] == ["double"]
+    text = str(report.errors[0])
+    assert text.startswith(f"{bad}:3: ") and "invalid JSON schema" in text

@@ -19,6 +19,7 @@ from ..config import Loaded, Settings, load, untrusted_local_config
 from ..errors import AgentCLIError, ConfigError
 from ..events import Approver, Event
 from ..provider import ChatProvider
+from ..responses import ResponsesProvider
 from ..tools.builtins import builtin_tools
 from ..tools.http import http_tools
 from ..tools.loader import LoadReport, load_dir
@@ -119,10 +120,12 @@ def tool_choice(value: str | None, registry: ToolRegistry) -> Any:
 
 def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver,
                 on_event: Callable[[Event], None], notice: Callable[[str], None],
-                stream: bool = True) -> Agent:
+                stream: bool = True, verbose: bool = False) -> Agent:
     """The agent loop with its provider, limits, guards and audit log, as configured."""
     api_key = settings.api_key()
-    provider = ChatProvider(settings, api_key, notice=notice)
+    kind = ResponsesProvider if settings.api == "responses" else ChatProvider
+    debug = (lambda text: notice(f"debug: {text}")) if verbose else None
+    provider = kind(settings, api_key, notice=notice, debug=debug)
     tools = settings.tools
     limits = Limits(max_steps=settings.max_steps, max_parallel=tools.max_parallel,
                     tool_timeout=tools.timeout, max_output=tools.max_output)

@@ -97,7 +97,7 @@ def _run(opts: RunOptions, console: Console) -> int:
     approve = choose_approver(yes=opts.yes, can_ask=stdin_is_terminal() and opts.query != "-")
     output = _Output(opts, console)
     agent = build_agent(settings, registry, approve=approve, on_event=output, notice=notice,
-                        stream=not opts.no_stream)
+                        stream=not opts.no_stream, verbose=opts.verbose)
     saving = opts.save or opts.session is not None
     try:
         result = agent.run_turn(conv, query, tool_choice=tool_choice(opts.tool_choice, registry))
