@@ -24,7 +24,7 @@ def tool_result_line(record: ToolRecord) -> Text:
     args = (json.dumps(record.arguments, ensure_ascii=False) if not isinstance(record.arguments, str)
             else record.arguments)
     line = Text(f"{mark} ", style=style)
-    line.append(f"{visible(record.name)}", style="bold")
+    line.append(f"{visible(record.name)} ", style="bold")
     line.append(short(args, 80), style="dim")
     line.append(f" → {short(record.result)}")
     line.append(f"  ({record.duration_ms} ms)", style="dim")

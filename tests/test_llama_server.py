@@ -1,0 +1,116 @@
+"""Checks against a real llama.cpp server (slow; ``pytest -m llama``).
+
+Needs ``AGENTCLI_LLAMA_SERVER`` (the llama-server binary) and
+``AGENTCLI_LLAMA_MODEL`` (a GGUF file); ``scripts/build-llama-server.sh``
+builds and fetches both and prints the two lines to export. The chat template
+in ../shared/llama makes the small base model emit real tool calls when the
+conversation already holds two calculator exchanges.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.llama
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "llama" / "gemma-tools.jinja"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_url():
+    binary, model = os.environ.get("AGENTCLI_LLAMA_SERVER"), os.environ.get("AGENTCLI_LLAMA_MODEL")
+    if not binary or not model:
+        pytest.skip("set AGENTCLI_LLAMA_SERVER and AGENTCLI_LLAMA_MODEL (scripts/build-llama-server.sh)")
+    if not TEMPLATE.is_file():
+        pytest.skip(f"chat template not found at {TEMPLATE}: ../shared is absent in this checkout")
+    port = _free_port()
+    proc = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port),
+                             "--jinja", "--chat-template-file", str(TEMPLATE), "-c", "4096",
+                             "-t", "2", "--alias", "gemma"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url + "/models", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("llama-server did not start within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def primed_session(home: Path) -> str:
+    """A saved session holding two earlier calculator exchanges."""
+    messages = []
+    for n, (question, expression, result) in enumerate([("What is 12*12?", "12*12", "144"),
+                                                        ("What is 7*8?", "7*8", "56")]):
+        messages += [{"role": "user", "content": question},
+                     {"role": "assistant", "content": "", "tool_calls": [
+                         {"id": f"call{n}", "name": "calculator",
+                          "arguments": json.dumps({"expression": expression})}]},
+                     {"role": "tool", "tool_call_id": f"call{n}", "content": result},
+                     {"role": "assistant", "content": f"{expression} is {result}."}]
+    sessions = home / "data" / "agentcli" / "sessions"
+    sessions.mkdir(parents=True, exist_ok=True)
+    (sessions / "primed.json").write_text(json.dumps({"schema_version": 1, "id": "primed",
+                                                      "messages": messages}))
+    return "primed"
+
+
+def config(tmp_path: Path, max_tokens: int) -> str:
+    path = tmp_path / f"llama-{max_tokens}.toml"
+    path.write_text(f"temperature = 0\nmax_tokens = {max_tokens}\n")
+    return str(path)
+
+
+def test_streamed_text_and_model_discovery(cli, llama_url, tmp_path):
+    result = cli("run", "--base-url", llama_url, "--no-tools", "--config", config(tmp_path, 12),
+                 "Once upon a time", timeout=120)
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip()
+    assert "cut off by the token limit" in result.stderr
+
+
+def test_a_real_tool_call_runs_the_calculator(cli, home, llama_url, tmp_path):
+    session = primed_session(home)
+    result = cli("run", "--base-url", llama_url, "--config", config(tmp_path, 36), "--session",
+                 session, "-y", "--json", "What is 17*23?", timeout=120)
+    assert result.code == 0, result.stderr
+    calls = json.loads(result.stdout)["tool_calls"]
+    assert [(c["name"], c["arguments"], c["result"]) for c in calls] == [
+        ("calculator", {"expression": "17*23"}, "391")]
+
+
+def test_a_call_cut_by_the_token_limit_is_never_run(cli, home, llama_url, tmp_path):
+    session = primed_session(home)
+    result = cli("run", "--base-url", llama_url, "--config", config(tmp_path, 22), "--session",
+                 session, "-y", "What is 17*23?", timeout=120)
+    assert result.code == 1
+    assert "cut off by the token limit" in result.stderr
+    audit = home / "state" / "agentcli" / "audit.jsonl"
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [e["status"] for e in entries] == ["error"]  # answered, never executed
+    # the history stays acceptable to the server: continuing the session works
+    again = cli("run", "--base-url", llama_url, "--config", config(tmp_path, 36), "--session",
+                session, "-y", "--json", "What is 17*23?", timeout=120)
+    assert again.code == 0, again.stderr
