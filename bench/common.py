@@ -33,3 +33,18 @@ def time_call(fn: Callable[[], object], runs: int) -> float:
         fn()
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
+
+
+def time_interleaved(first: Callable[[], object], second: Callable[[], object],
+                     runs: int) -> tuple[float, float]:
+    """Medians of two functions timed in alternation, so that background load
+    falls on both alike (one warm-up call of each first)."""
+    first()
+    second()
+    a, b = [], []
+    for _ in range(runs):
+        for fn, samples in ((first, a), (second, b)):
+            started = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - started)
+    return statistics.median(a), statistics.median(b)

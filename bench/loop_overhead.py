@@ -8,7 +8,7 @@ events, provider normalisation).
 from __future__ import annotations
 
 import openai
-from common import time_call
+from common import time_interleaved
 from openai_server import OpenAIServer, text
 
 from agentcli.agent import Agent, Limits
@@ -44,8 +44,7 @@ def main() -> list[tuple[str, str]]:
             server.enqueue(text("The answer is 42."))
             agent.run_turn(Conversation(), "q")
 
-        raw_t = time_call(raw, RUNS)
-        loop_t = time_call(loop, RUNS)
+        raw_t, loop_t = time_interleaved(raw, loop, RUNS)
     return [("raw openai SDK, one streamed round trip", f"{raw_t * 1000:.2f} ms"),
             ("agentcli Agent.run_turn, same exchange", f"{loop_t * 1000:.2f} ms = {loop_t / raw_t:.2f}x raw")]
 
