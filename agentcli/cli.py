@@ -164,6 +164,61 @@ def trust_cmd(directory: Annotated[Optional[Path], typer.Argument(help="Director
     raise typer.Exit(trust_command(directory, list_, revoke))
 
 
+@app.command()
+def chat(session_id: Annotated[Optional[str], typer.Argument(metavar="ID", help="The session to continue with --resume (default: the latest).")] = None,
+         resume: Annotated[bool, typer.Option("--resume", help="Continue a saved session: the latest, or ID.")] = False,
+         model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
+         config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
+         yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
+         system: System = None, verbose: Verbose = False, quiet: Quiet = False) -> None:
+    """Talk with the model in an interactive REPL (/help inside for commands)."""
+    from .commands.chat import ChatOptions, chat_command
+
+    opts = ChatOptions(model=model, base_url=base_url, profile=profile, config=config,
+                       tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
+                       tool_choice=tool_choice, max_steps=max_steps, system=system,
+                       verbose=verbose, quiet=quiet, resume=resume, session_id=session_id)
+    raise typer.Exit(chat_command(opts))
+
+
+sessions_app = typer.Typer(no_args_is_help=True, help="List, show, remove and export saved sessions.")
+app.add_typer(sessions_app, name="sessions")
+SessionId = Annotated[str, typer.Argument(metavar="ID", help="Session id (see: agentcli sessions list).")]
+
+
+@sessions_app.command("list")
+def sessions_list() -> None:
+    """Saved sessions, newest first: id, last update, messages, first question."""
+    from .commands.sessions_cmd import list_sessions
+
+    raise typer.Exit(list_sessions())
+
+
+@sessions_app.command("show")
+def sessions_show(session_id: SessionId) -> None:
+    """Print a saved conversation, tool calls and results included."""
+    from .commands.sessions_cmd import show_session
+
+    raise typer.Exit(show_session(session_id))
+
+
+@sessions_app.command("rm")
+def sessions_rm(session_id: SessionId) -> None:
+    """Delete a saved session."""
+    from .commands.sessions_cmd import remove_session
+
+    raise typer.Exit(remove_session(session_id))
+
+
+@sessions_app.command("export")
+def sessions_export(session_id: SessionId,
+                    fmt: Annotated[str, typer.Option("--format", metavar="md|json", help="Markdown transcript or the raw session JSON.")] = "md") -> None:
+    """Print a session as a Markdown transcript or as JSON."""
+    from .commands.sessions_cmd import export_session
+
+    raise typer.Exit(export_session(session_id, fmt))
+
+
 def main() -> None:
     try:
         app()

@@ -86,3 +86,45 @@ class Conversation(BaseModel):
     def to_api(self) -> list[dict[str, Any]]:
         self.check()
         return [m.to_api() for m in self.messages]
+
+    def estimate_tokens(self) -> int:
+        """A rough token count (characters / 4) of everything that would be sent."""
+        return sum(_estimate(m) for m in self.messages)
+
+    def _turn_starts(self) -> list[int]:
+        return [i for i, m in enumerate(self.messages) if m.role == "user"]
+
+    def trim(self, max_tokens: int) -> int:
+        """Drop the oldest turns whole until the estimate fits; return messages dropped.
+
+        A turn is a user message with everything up to the next user message,
+        so tool calls always leave together with their results. The leading
+        system message and the latest turn are always kept.
+        """
+        first = 1 if self.messages and self.messages[0].role == "system" else 0
+        dropped = 0
+        total = self.estimate_tokens()
+        while total > max_tokens:
+            later = [i for i in self._turn_starts() if i > first]
+            if not later:
+                break
+            gone = self.messages[first:later[0]]
+            del self.messages[first:later[0]]
+            dropped += len(gone)
+            total -= sum(_estimate(m) for m in gone)
+        return dropped
+
+    def undo(self) -> str | None:
+        """Remove the last turn; return the text of its user message (None if none)."""
+        starts = self._turn_starts()
+        if not starts:
+            return None
+        text = self.messages[starts[-1]].content
+        del self.messages[starts[-1]:]
+        self.updated = _now()
+        return text or ""
+
+
+def _estimate(message: Message) -> int:
+    size = len(message.content or "") + sum(len(c.name) + len(c.arguments) for c in message.tool_calls)
+    return size // 4 + 4

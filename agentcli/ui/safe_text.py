@@ -53,5 +53,9 @@ def fold(value: Any, limit: int = 400, keep: int = 150) -> tuple[Any, bool]:
 
 
 def json_visible(value: Any, *, indent: int | None = 2) -> str:
-    """JSON text with every unsafe character escaped (still valid JSON, same value)."""
-    return visible(json.dumps(value, indent=indent, ensure_ascii=False))
+    """JSON text with every unsafe character escaped (still valid JSON, same value).
+
+    Newlines are kept: json.dumps escapes those inside strings, so the only raw
+    ones are the indentation's.
+    """
+    return visible(json.dumps(value, indent=indent, ensure_ascii=False), keep_newlines=True)

@@ -1,0 +1,211 @@
+"""Approval in the chat REPL: one key, no Enter, and nothing typed earlier counts.
+
+The panel comes from ``ui.approve.approval_panel`` (escaped, folded). Before
+asking, typeahead is flushed (keys typed while the answer streamed must not
+answer the panel) and the question is a small prompt_toolkit prompt that
+takes y, n, a, e or v on their own. A typed word ("yes", "no"...) works too:
+after a choice key the prompt waits a moment for the rest of the word and
+swallows it, so "no" + Enter does not leave an "o" for the next question.
+Enter alone, Ctrl-C and Ctrl-D deny.
+
+Also here: the line prompts the REPL asks besides its own (reason, JSON
+editor, the trust question) and muting the terminal's echo during a turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.application import Application, get_app
+from prompt_toolkit.filters import Condition
+from prompt_toolkit.input import create_input
+from prompt_toolkit.input.typeahead import clear_typeahead
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from rich.console import Console
+from rich.text import Text
+
+from ..agent import parse_arguments
+from ..errors import ToolError
+from ..events import ApprovalRequest, Decision
+from .approve import approval_panel
+from .safe_text import json_visible, visible
+
+try:
+    import termios
+except ImportError:  # not a POSIX terminal: nothing to flush or mute
+    termios = None  # type: ignore[assignment]
+
+WORDS = {"y": "yes", "n": "no", "a": "always", "e": "edit", "v": "view"}
+QUESTION = "Run it? [y/n/a/e/v] "
+GRACE = 0.3
+"""Seconds a choice key waits for the rest of its word before it counts."""
+
+
+def flush_typeahead(stream: TextIO | None = None) -> None:
+    """Throw away every key typed but not yet read (tty buffer and prompt_toolkit's)."""
+    stream = stream or sys.stdin
+    try:
+        if termios is not None:
+            termios.tcflush(stream.fileno(), termios.TCIFLUSH)
+        clear_typeahead(create_input(stream))
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+@contextmanager
+def muted_input(stream: TextIO | None = None) -> Iterator[None]:
+    """Keep keys typed during a turn off the screen and out of the line discipline.
+
+    Echo and canonical mode are off (Ctrl-C still raises SIGINT), so typeahead
+    reaches the next prompt byte for byte (a Ctrl-D is not eaten as EOF).
+    """
+    found = _terminal_attributes(stream or sys.stdin)
+    if found is None:
+        yield
+        return
+    fd, saved = found
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ICANON)  # keys wait, unseen and unchanged, for the next prompt
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+def _terminal_attributes(stream: TextIO) -> tuple[int, list[Any]] | None:
+    if termios is None:
+        return None
+    try:
+        fd = stream.fileno()
+        return fd, termios.tcgetattr(fd)
+    except (OSError, ValueError, AttributeError, termios.error):
+        return None
+
+
+def choice_of(text: str) -> str | None:
+    """``"y"``/``"yes"``/``"ye"`` → ``"y"`` and so on; empty is no; None if unclear."""
+    word = text.strip().lower()
+    if not word:
+        return "n"
+    key = word[0]
+    return key if key in WORDS and WORDS[key].startswith(word) else None
+
+
+def ask_key(message: str = QUESTION, *, grace: float = GRACE) -> str | None:
+    """One of y/n/a/e/v from a single key (or a typed word + Enter); None on Ctrl-C/D."""
+    bindings = KeyBindings()
+    changed = [time.monotonic()]
+    empty = Condition(lambda: not get_app().current_buffer.text)
+
+    def settle(app: Application[Any]) -> None:
+        wait = changed[0] + grace - time.monotonic()
+        if app.is_done:
+            return
+        if wait > 0:
+            asyncio.get_running_loop().call_later(wait, settle, app)
+        else:
+            app.exit(result=app.current_buffer.text)
+
+    def on_key(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text(event.data)
+        asyncio.get_running_loop().call_later(grace, settle, event.app)
+
+    for key in WORDS:
+        bindings.add(key, filter=empty)(on_key)
+        bindings.add(key.upper(), filter=empty)(on_key)
+    bindings.add("c-c")(lambda event: event.app.exit(result=None))
+    bindings.add("c-d")(lambda event: event.app.exit(result=None))
+    bindings.add("enter")(lambda event: event.app.exit(result=event.current_buffer.text))
+    session: PromptSession[str | None] = PromptSession(message, key_bindings=bindings)
+    session.default_buffer.on_text_changed += lambda _: changed.__setitem__(0, time.monotonic())
+    try:
+        answer = session.prompt()
+    except (EOFError, KeyboardInterrupt):
+        return None
+    return None if answer is None else (choice_of(answer) or "?")
+
+
+def ask_line(message: str, *, default: str = "", multiline: bool = False) -> str | None:
+    """A line (or, with ``multiline``, a text accepted by Esc Enter); None on Ctrl-C/D."""
+    bindings = KeyBindings()
+    if multiline:
+        bindings.add("escape", "enter")(lambda event: event.current_buffer.validate_and_handle())
+    session: PromptSession[str] = PromptSession(key_bindings=bindings)
+    try:
+        return session.prompt(message, default=default, multiline=multiline)
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
+def ask_yes_no(message: str) -> bool:
+    """A ``[y/N]`` question: only a clear yes is yes."""
+    flush_typeahead()
+    answer = ask_line(message)
+    return answer is not None and answer.strip().lower() in ("y", "yes")
+
+
+class ChatApprover:
+    """The ``Approver`` for chat: panel, single-key choice, reason, edit, view.
+
+    Args:
+        console: Where the panel goes.
+        ask: Reads a choice (y/n/a/e/v, "?" if unclear, None on Ctrl-C/D).
+        line: Reads a line or, multiline, a text; None when cancelled.
+    """
+
+    def __init__(self, console: Console, *, ask: Callable[[], str | None] = ask_key,
+                 line: Callable[..., str | None] = ask_line) -> None:
+        self.console = console
+        self.ask = ask
+        self.line = line
+
+    def __call__(self, request: ApprovalRequest) -> Decision:
+        flush_typeahead()
+        self.console.print(approval_panel(request))
+        while True:
+            choice = self.ask()
+            if choice is None:
+                self.console.print(Text("denied (no answer)", style="yellow"))
+                return Decision(False)
+            if choice in ("y", "a"):
+                return Decision(True, always=choice == "a")
+            if choice == "n":
+                return self._deny()
+            if choice == "v":
+                self.console.print(approval_panel(request, full=True))
+            elif choice == "e":
+                edited = self._edit(request)
+                if edited is not None:
+                    return edited
+            else:
+                self.console.print("please answer y (yes), n (no), a (always), e (edit) or v (view)")
+
+    def _deny(self) -> Decision:
+        reason = self.line("Reason for the model (optional, Enter to skip): ")
+        reason = (reason or "").strip()
+        return Decision(False, reason=f"the user declined: {reason}" if reason else None)
+
+    def _edit(self, request: ApprovalRequest) -> Decision | None:
+        self.console.print(Text("Edit the arguments as JSON; Esc Enter accepts, Ctrl-C cancels.",
+                                style="dim"))
+        text = self.line("", default=json_visible(request.arguments), multiline=True)
+        if text is None:
+            self.console.print("edit cancelled")
+            return None
+        try:
+            arguments = parse_arguments(text)
+            request.tool.validate(arguments)
+        except ToolError as exc:
+            self.console.print(Text(f"not accepted: {visible(str(exc))}", style="red"))
+            return None
+        request.arguments = arguments
+        self.console.print(approval_panel(request))
+        self.console.print(Text("edited arguments approved", style="green"))
+        return Decision(True, arguments=arguments)

@@ -1,0 +1,301 @@
+"""The chat REPL's input side: the prompt, its keys, completion, toolbar, slash commands.
+
+``Prompt.read()`` returns the next line the user submits (None at Ctrl-D on
+an empty line); Enter submits, Esc Enter (Alt-Enter) inserts a newline and
+Ctrl-C clears the line. ``SlashCommands`` runs ``/help``, ``/model``... on a
+``ChatControl``, the chat session object built by ``commands/chat.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.filters import Condition
+from prompt_toolkit.history import FileHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..agent import Agent
+from ..conversation import Conversation
+from ..events import ToolRecord
+from .render import short
+from .safe_text import visible
+
+PROMPT = "agentcli> "
+COMMANDS = {
+    "/help": "show this help",
+    "/tools": "list the tools and their policies",
+    "/model": "[NAME]  show or switch the model",
+    "/system": "[TEXT]  show or set the system prompt",
+    "/clear": "start a new conversation (a new session)",
+    "/history": "show the conversation so far",
+    "/undo": "remove the last exchange",
+    "/retry": "remove the last exchange and ask its question again",
+    "/save": "[NAME]  save now, optionally under a new name",
+    "/sessions": "list saved sessions",
+    "/load": "ID  switch to a saved session",
+    "/approve": "TOOL|all|reset  stop asking for TOOL / for every tool / ask again",
+    "/reload": "re-read the tools directories",
+    "/stats": "tool calls in this session: calls, failures, mean duration",
+    "/exit": "leave (Ctrl-D on an empty line works too)",
+}
+KEYS = "Enter sends · Esc Enter (Alt-Enter) adds a line · Ctrl-C cancels · Ctrl-D exits"
+
+
+class ChatControl(Protocol):
+    """What slash commands need from the chat session."""
+
+    console: Console
+    conv: Conversation
+    agent: Agent
+    records: list[ToolRecord]
+
+    def send(self, text: str) -> None: ...
+    def new_conversation(self) -> None: ...
+    def save(self, name: str | None = None) -> None: ...
+    def load(self, session_id: str) -> None: ...
+    def reload(self) -> None: ...
+    def show_sessions(self) -> None: ...
+    def show_history(self) -> None: ...
+    def session_ids(self) -> list[str]: ...
+
+
+class _QuietHistory(FileHistory):
+    """A history file that never stops the REPL: unreadable or unwritable is ignored."""
+
+    def load_history_strings(self) -> Iterable[str]:
+        try:
+            yield from list(super().load_history_strings())
+        except (OSError, UnicodeDecodeError):
+            return
+
+    def store_string(self, string: str) -> None:
+        try:
+            super().store_string(string)
+        except OSError:
+            pass
+
+
+class ChatCompleter(Completer):
+    """Slash commands at the start of the line; tool names and session ids after them."""
+
+    def __init__(self, tool_names: Callable[[], list[str]],
+                 session_ids: Callable[[], list[str]]) -> None:
+        self.tool_names = tool_names
+        self.session_ids = session_ids
+
+    def get_completions(self, document: Document,
+                        complete_event: CompleteEvent) -> Iterator[Completion]:
+        text = document.text_before_cursor
+        if text.startswith("/") and " " not in text:
+            for name, meta in COMMANDS.items():
+                if name.startswith(text):
+                    yield Completion(name, -len(text), display_meta=meta)
+            return
+        word = document.get_word_before_cursor(WORD=True)
+        if text.startswith("/approve "):
+            candidates = [*self.tool_names(), "all", "reset"]
+        elif text.startswith("/load "):
+            candidates = self.session_ids()
+        elif text.startswith("/") or len(word) < 2:
+            return
+        else:
+            candidates = self.tool_names()
+        for candidate in candidates:
+            if candidate.startswith(word) and candidate != word:
+                yield Completion(candidate, -len(word))
+
+
+def _bindings() -> KeyBindings:
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _submit(event: KeyPressEvent) -> None:
+        event.current_buffer.validate_and_handle()
+
+    @bindings.add("escape", "enter")
+    def _newline(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return bindings
+
+
+class Prompt:
+    """The REPL's prompt_toolkit session.
+
+    Args:
+        history_file: Persistent input history.
+        completer: Completion for slash commands and tool names.
+        toolbar: Text for the bottom toolbar, asked for at every redraw.
+    """
+
+    def __init__(self, history_file: Path, completer: Completer,
+                 toolbar: Callable[[], str]) -> None:
+        try:
+            history_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass
+        slash = Condition(lambda: self.session.default_buffer.text.startswith("/"))
+        self.session: PromptSession[str] = PromptSession(
+            PROMPT, history=_QuietHistory(str(history_file)), completer=completer,
+            complete_while_typing=slash, bottom_toolbar=toolbar, multiline=True,
+            prompt_continuation="... ", key_bindings=_bindings())
+
+    def read(self) -> str | None:
+        """The next submitted text; Ctrl-C clears the line, Ctrl-D on an empty line is None."""
+        while True:
+            try:
+                return self.session.prompt()
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return None
+
+
+class SlashCommands:
+    """Runs one ``/command`` line against the chat session."""
+
+    def __init__(self, chat: ChatControl) -> None:
+        self.chat = chat
+
+    @property
+    def console(self) -> Console:
+        """The chat's console."""
+        return self.chat.console
+
+    def run(self, line: str) -> bool:
+        """Run ``line``; False means leave the REPL."""
+        name, _, arg = line.strip().partition(" ")
+        arg = arg.strip()
+        if name in ("/exit", "/quit"):
+            return False
+        handler = getattr(self, "do_" + name[1:], None) if name in COMMANDS else None
+        if handler is None:
+            self.console.print(f"unknown command {visible(name)} (see /help)")
+        else:
+            handler(arg)
+        return True
+
+    def do_help(self, arg: str) -> None:
+        table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+        for name, meta in COMMANDS.items():
+            table.add_row(Text(name, style="bold"), Text(meta))
+        self.console.print(table)
+        self.console.print(Text(KEYS, style="dim"))
+
+    def do_tools(self, arg: str) -> None:
+        registry = self.chat.agent.registry
+        if not len(registry):
+            self.console.print("no tools (started with --no-tools?)")
+            return
+        table = Table("tool", "policy", "source", "description", box=None, padding=(0, 2, 0, 0))
+        for tool in registry.all():
+            policy = "always (this session)" if tool.name in self.chat.agent.always \
+                else registry.policy(tool.name)
+            table.add_row(Text(visible(tool.name), style="bold"), Text(policy),
+                          Text(visible(tool.source), style="dim"), Text(short(tool.description, 60)))
+        self.console.print(table)
+
+    def do_model(self, arg: str) -> None:
+        provider = self.chat.agent.provider
+        if arg:
+            provider.model = arg
+            self.chat.conv.model = arg
+        self.console.print(f"model: {visible(provider.model or '(server default)')}")
+
+    def do_system(self, arg: str) -> None:
+        if arg:
+            self.chat.conv.set_system(arg)
+            self.console.print("system prompt set")
+            return
+        first = self.chat.conv.messages[:1]
+        current = first[0].content if first and first[0].role == "system" else None
+        self.console.print(Text(visible(current, keep_newlines=True)) if current
+                           else "no system prompt (set one with /system TEXT)")
+
+    def do_clear(self, arg: str) -> None:
+        self.chat.new_conversation()
+
+    def do_history(self, arg: str) -> None:
+        self.chat.show_history()
+
+    def do_undo(self, arg: str) -> None:
+        if self.chat.conv.undo() is None:
+            self.console.print("nothing to undo")
+            return
+        self.chat.save()
+        self.console.print("removed the last exchange")
+
+    def do_retry(self, arg: str) -> None:
+        text = self.chat.conv.undo()
+        if text is None:
+            self.console.print("nothing to retry")
+            return
+        self.console.print(Text(f"retrying: {short(text, 70)}", style="dim"))
+        self.chat.send(text)
+
+    def do_save(self, arg: str) -> None:
+        self.chat.save(arg or None)
+
+    def do_sessions(self, arg: str) -> None:
+        self.chat.show_sessions()
+
+    def do_load(self, arg: str) -> None:
+        if not arg:
+            self.console.print("usage: /load ID (see /sessions)")
+            return
+        self.chat.load(arg.split()[0])
+
+    def do_approve(self, arg: str) -> None:
+        agent = self.chat.agent
+        if arg == "reset":
+            agent.always.clear()
+            self.console.print("every tool follows its configured policy again")
+        elif arg == "all":
+            agent.always.update(t.name for t in agent.registry.all())
+            self.console.print("every tool runs without asking for the rest of this session "
+                               "(tools with policy deny stay denied)")
+        elif arg:
+            self._approve_one(arg)
+        else:
+            names = ", ".join(sorted(agent.always)) or "none"
+            self.console.print(f"running without asking this session: {visible(names)}")
+
+    def _approve_one(self, name: str) -> None:
+        agent = self.chat.agent
+        if name not in agent.registry:
+            self.console.print(f"no tool named {visible(name)} (see /tools)")
+            return
+        agent.always.add(name)
+        note = " (its policy is deny, so it stays denied)" if agent.registry.policy(name) == "deny" else ""
+        self.console.print(f"{visible(name)} runs without asking for the rest of this session{note}")
+
+    def do_reload(self, arg: str) -> None:
+        self.chat.reload()
+
+    def do_stats(self, arg: str) -> None:
+        self.console.print(stats_table(self.chat.records))
+
+
+def stats_table(records: list[ToolRecord]) -> Table | Text:
+    """Per tool: calls, failures, failure rate and mean duration."""
+    if not records:
+        return Text("no tool calls in this session yet")
+    by_tool: dict[str, list[ToolRecord]] = {}
+    for record in records:
+        by_tool.setdefault(record.name, []).append(record)
+    table = Table("tool", "calls", "failures", "failure rate", "mean ms", box=None,
+                  padding=(0, 2, 0, 0))
+    for name, calls in sorted(by_tool.items()):
+        failed = sum(1 for r in calls if r.status != "ok")
+        mean = sum(r.duration_ms for r in calls) / len(calls)
+        table.add_row(Text(visible(name), style="bold"), str(len(calls)), str(failed),
+                      f"{failed / len(calls):.0%}", f"{mean:.0f}")
+    return table

@@ -1,0 +1,128 @@
+"""The chat pieces without a terminal: trimming, undo, approval choices, completion, stats."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from prompt_toolkit.document import Document
+from rich.console import Console
+
+from agentcli.commands.chat import ChatOptions, ChatSession
+from agentcli.config import Settings
+from agentcli.conversation import Conversation
+from agentcli.events import ApprovalRequest, ToolRecord
+from agentcli.messages import Message, ToolCall
+from agentcli.sessions import SessionStore
+from agentcli.tools.builtins import calculator
+from agentcli.ui.chat_approve import ChatApprover, choice_of
+from agentcli.ui.repl import ChatCompleter, stats_table
+
+def conversation_of(*turns: str) -> Conversation:
+    conv = Conversation()
+    conv.set_system("sys")
+    for number, question in enumerate(turns):
+        conv.add(Message(role="user", content=question))
+        call = ToolCall(id=f"c{number}", name="calculator", arguments='{"expression": "1"}')
+        conv.add(Message(role="assistant", tool_calls=[call]))
+        conv.add(Message(role="tool", tool_call_id=call.id, content="1"))
+        conv.add(Message(role="assistant", content="answer " * 20))
+    return conv
+
+
+def test_trim_drops_the_oldest_turns_whole_and_keeps_the_system_message():
+    conv = conversation_of("one", "two", "three")
+    assert conv.trim(conv.estimate_tokens()) == 0
+    assert conv.trim(conv.estimate_tokens() - 1) == 4  # one whole turn: user, call, result, answer
+    assert [m.content for m in conv.messages if m.role in ("system", "user")] == ["sys", "two", "three"]
+    conv.to_api()  # still valid: calls left with their results
+    assert conv.trim(1) == 4 and [m.role for m in conv.messages][:2] == ["system", "user"]
+    assert conv.trim(1) == 0  # the latest turn always stays
+
+
+def test_undo_removes_the_last_turn_and_returns_its_question():
+    conv = conversation_of("one", "two")
+    assert conv.undo() == "two"
+    assert [m.content for m in conv.messages if m.role == "user"] == ["one"]
+    assert conv.undo() == "one" and conv.undo() is None
+    assert [m.role for m in conv.messages] == ["system"]
+
+
+@pytest.mark.parametrize("typed, choice", [("y", "y"), ("yes", "y"), ("YE", "y"), ("", "n"),
+                                           ("no", "n"), ("always", "a"), ("e", "e"),
+                                           ("view", "v"), ("yep", None), ("x", None)])
+def test_choices_from_keys_and_words(typed, choice):
+    assert choice_of(typed) == choice
+
+
+def approve_with(*answers: str | None, lines: tuple[str | None, ...] = ()) -> tuple[object, str, dict]:
+    out = Console(file=io.StringIO(), width=80, force_terminal=False)
+    asked, typed = list(answers), list(lines)
+    approver = ChatApprover(out, ask=lambda: asked.pop(0), line=lambda *a, **k: typed.pop(0))
+    request = ApprovalRequest(call=ToolCall(id="c1", name="calculator"), tool=calculator,
+                              arguments={"expression": "2**10"})
+    decision = approver(request)
+    return decision, out.file.getvalue(), request.arguments
+
+
+def test_approver_yes_always_and_no_with_reason():
+    assert approve_with("y")[0].approved
+    assert approve_with("a")[0].always
+    decision = approve_with("n", lines=("too slow",))[0]
+    assert not decision.approved and decision.reason == "the user declined: too slow"
+    assert not approve_with(None)[0].approved  # Ctrl-C / Ctrl-D
+
+
+def test_approver_view_and_unclear_answers_ask_again():
+    decision, screen, _ = approve_with("?", "v", "y")
+    assert decision.approved and "please answer" in screen and screen.count("calculator") >= 2
+
+
+def test_approver_edit_is_validated_before_it_is_approved():
+    bad_then_good = ('{"expression": 1, "expression": 2}', '{"expression": "3*3"}')
+    decision, screen, arguments = approve_with("e", "e", lines=bad_then_good)
+    assert "not accepted" in screen and "duplicate key" in screen
+    assert decision.approved and decision.arguments == {"expression": "3*3"} == arguments
+    cancelled = approve_with("e", "n", lines=(None, ""))[0]
+    assert not cancelled.approved
+
+
+def completions(text: str) -> list[str]:
+    completer = ChatCompleter(lambda: ["calculator", "current_time"], lambda: ["20250101-x"])
+    return [c.text for c in completer.get_completions(Document(text), None)]
+
+
+def test_completion_of_commands_tools_and_session_ids():
+    assert completions("/ap") == ["/approve"]
+    assert "/sessions" in completions("/s") and "/save" in completions("/s")
+    assert completions("/approve c") == ["calculator", "current_time"]
+    assert completions("/approve a") == ["all"]
+    assert completions("/load 2025") == ["20250101-x"]
+    assert completions("please use cu") == ["current_time"]
+    assert completions("x") == []
+
+
+def test_stats_per_tool():
+    records = [ToolRecord("1", "calculator", {}, duration_ms=10),
+               ToolRecord("2", "calculator", {}, status="error", duration_ms=30),
+               ToolRecord("3", "current_time", {}, duration_ms=5)]
+    out = Console(file=io.StringIO(), width=80, force_terminal=False)
+    out.print(stats_table(records))
+    lines = out.file.getvalue().splitlines()
+    assert any(line.split() == ["calculator", "2", "1", "50%", "20"] for line in lines)
+    assert any(line.split() == ["current_time", "1", "0", "0%", "5"] for line in lines)
+
+
+def test_an_unexpected_error_in_a_turn_is_one_line_and_the_turn_is_saved(home):
+    out = Console(file=io.StringIO(), width=200, force_terminal=False)
+    settings = Settings(base_url="http://127.0.0.1:9/v1", model="m")
+    chat = ChatSession(ChatOptions(), settings, out, SessionStore(), notice=lambda _: None)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("kaput")
+    chat.agent.run_turn = broken  # type: ignore[method-assign]
+    chat.send("hi")
+    screen = out.file.getvalue()
+    assert "agentcli: unexpected error: RuntimeError: kaput (run with -v for details)" in screen
+    assert "Traceback" not in screen
+    assert SessionStore().load(chat.conv.id).messages[-1].content == "hi"
