@@ -40,6 +40,18 @@ def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
     return value
 
 
+def entry(record: ToolRecord, session: str | None, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """One audit line for ``record``, secrets redacted."""
+    line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "session": session, "tool": record.name,
+            "arguments": redact(record.arguments, secrets),
+            "decision": record.decision, "status": record.status,
+            "duration_ms": record.duration_ms, "result_size": len(record.result)}
+    if record.status != "ok":
+        line["error"] = redact(record.result[:200], secrets)
+    return line
+
+
 class AuditLog:
     """Appends one line per call; a log that cannot be written never stops a call."""
 
@@ -49,14 +61,7 @@ class AuditLog:
         self.failed: str | None = None
 
     def write(self, record: ToolRecord, *, session: str | None) -> None:
-        entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                 "session": session, "tool": record.name,
-                 "arguments": redact(record.arguments, self.secrets),
-                 "decision": record.decision, "status": record.status,
-                 "duration_ms": record.duration_ms, "result_size": len(record.result)}
-        if record.status != "ok":
-            entry["error"] = redact(record.result[:200], self.secrets)
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        line = json.dumps(entry(record, session, self.secrets), ensure_ascii=False) + "\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -16,7 +16,7 @@ from agentcli.messages import Message, ToolCall
 from agentcli.sessions import SessionStore
 from agentcli.tools.builtins import calculator
 from agentcli.ui.chat_approve import ChatApprover, choice_of
-from agentcli.ui.repl import ChatCompleter, stats_table
+from agentcli.ui.repl import ChatCompleter, SlashCommands
 
 def conversation_of(*turns: str) -> Conversation:
     conv = Conversation()
@@ -104,13 +104,20 @@ def test_completion_of_commands_tools_and_session_ids():
 
 def test_stats_per_tool():
     records = [ToolRecord("1", "calculator", {}, duration_ms=10),
-               ToolRecord("2", "calculator", {}, status="error", duration_ms=30),
+               ToolRecord("2", "calculator", {}, status="error", result="error: division by zero",
+                          duration_ms=30),
                ToolRecord("3", "current_time", {}, duration_ms=5)]
-    out = Console(file=io.StringIO(), width=80, force_terminal=False)
-    out.print(stats_table(records))
+    out = Console(file=io.StringIO(), width=200, force_terminal=False)
+
+    class FakeChat:  # the two attributes /stats reads
+        console = out
+
+    FakeChat.records = records
+    SlashCommands(FakeChat()).do_stats("")  # type: ignore[arg-type]
     lines = out.file.getvalue().splitlines()
-    assert any(line.split() == ["calculator", "2", "1", "50%", "20"] for line in lines)
-    assert any(line.split() == ["current_time", "1", "0", "0%", "5"] for line in lines)
+    assert any(line.split()[:6] == ["calculator", "2", "1", "50%", "20", "29"] for line in lines)
+    assert "error: division by zero (1)" in out.file.getvalue()
+    assert any(line.split() == ["current_time", "1", "0", "0%", "5", "5"] for line in lines)
 
 
 def test_an_unexpected_error_in_a_turn_is_one_line_and_the_turn_is_saved(home):

@@ -17,7 +17,7 @@ from ..messages import ToolCall
 from ..tools.base import Tool
 from ..tools.loader import LoadReport, load_dir, plugin_files
 from ..tools.registry import ToolRegistry
-from ..ui.render import plugin_output
+from ..ui.render import plugin_output, stats_text
 from ..ui.safe_text import visible
 from .common import (CommonOptions, build_registry, choose_approver, load_settings, reported,
                      stderr, stdin_is_terminal, tool_dirs)
@@ -146,9 +146,5 @@ def tool_stats(as_json: bool) -> int:
     if not rows:
         print(f"no tool calls recorded yet ({paths.audit_log()})")
         return 0
-    print(f"{'tool':<20} {'calls':>6} {'fail':>5} {'rate':>6} {'mean ms':>8} {'p95 ms':>8}  common errors")
-    for r in rows:
-        errors = "; ".join(f"{visible(e)} ({n})" for e, n in r.errors.most_common(3))
-        print(f"{visible(r.tool):<20} {r.calls:>6} {r.failures:>5} {r.failure_rate:>6.0%} "
-              f"{r.mean_ms:>8.0f} {r.p95_ms:>8.0f}  {errors}")
+    print(stats_text(rows))
     return 0

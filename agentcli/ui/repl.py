@@ -22,10 +22,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .. import audit
 from ..agent import Agent
 from ..conversation import Conversation
 from ..events import ToolRecord
-from .render import short
+from .render import short, stats_text
 from .safe_text import visible
 
 PROMPT = "agentcli> "
@@ -43,7 +44,7 @@ COMMANDS = {
     "/load": "ID  switch to a saved session",
     "/approve": "TOOL|all|reset  stop asking for TOOL / for every tool / ask again",
     "/reload": "re-read the tools directories",
-    "/stats": "tool calls in this session: calls, failures, mean duration",
+    "/stats": "tool calls in this session: calls, failures, mean and p95 time, errors",
     "/exit": "leave (Ctrl-D on an empty line works too)",
 }
 KEYS = "Enter sends · Esc Enter (Alt-Enter) adds a line · Ctrl-C cancels · Ctrl-D exits"
@@ -281,21 +282,12 @@ class SlashCommands:
         self.chat.reload()
 
     def do_stats(self, arg: str) -> None:
-        self.console.print(stats_table(self.chat.records))
+        """This session's tool calls, summarised as ``agentcli tools stats`` does."""
+        records = self.chat.records
+        if not records:
+            self.console.print("no tool calls in this session yet")
+            return
+        rows = audit.stats(audit.entry(r, None) for r in records)
+        self.console.print(Text(stats_text(rows)))
 
 
-def stats_table(records: list[ToolRecord]) -> Table | Text:
-    """Per tool: calls, failures, failure rate and mean duration."""
-    if not records:
-        return Text("no tool calls in this session yet")
-    by_tool: dict[str, list[ToolRecord]] = {}
-    for record in records:
-        by_tool.setdefault(record.name, []).append(record)
-    table = Table("tool", "calls", "failures", "failure rate", "mean ms", box=None,
-                  padding=(0, 2, 0, 0))
-    for name, calls in sorted(by_tool.items()):
-        failed = sum(1 for r in calls if r.status != "ok")
-        mean = sum(r.duration_ms for r in calls) / len(calls)
-        table.add_row(Text(visible(name), style="bold"), str(len(calls)), str(failed),
-                      f"{failed / len(calls):.0%}", f"{mean:.0f}")
-    return table
