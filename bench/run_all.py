@@ -11,16 +11,20 @@ from datetime import date
 
 from common import ROOT
 
+import chat_startup
 import loop_overhead
 import parallel_tools
 import plugin_load
 import startup
+import stream_render
 
 SECTIONS = [
     ("Start-up (budget: within 1.5x of a bare `import typer`)", startup),
     ("Loop overhead per model round trip (budget: within 1.2x of the raw SDK)", loop_overhead),
     ("Parallel tool calls (budget: k calls of a 1 s tool in about 1 s)", parallel_tools),
     ("Plugin loading (budget: 200 files in under 0.5 s)", plugin_load),
+    ("Chat start-up (budget: prompt in under 1 s)", chat_startup),
+    ("Streaming Markdown (budget: cost linear in the answer's length)", stream_render),
 ]
 
 
