@@ -16,14 +16,15 @@ from .audit import AuditLog
 from .config import ToolSettings
 from .conversation import Conversation
 from .errors import Interrupted, MaxStepsReached, TruncatedReply
-from .events import Approver, Event, ReplyDone, TextDelta, TurnResult
-from .executor import (CANCELLED, UNATTENDED, Limits, ToolExecutor, parse_arguments,
-                       parse_lenient)
+from .events import Approver, Event, Notice, ReplyDone, TextDelta, TurnResult
+from .executor import (CANCELLED, DEFAULT_CONTEXT, UNATTENDED, Limits, ToolExecutor,
+                       parse_arguments, parse_lenient)
 from .messages import Message
 from .provider import ChatProvider, Reply
 from .tools.registry import ToolRegistry
 
-__all__ = ["CANCELLED", "UNATTENDED", "Agent", "Limits", "parse_arguments", "parse_lenient"]
+__all__ = ["CANCELLED", "DEFAULT_CONTEXT", "UNATTENDED", "Agent", "Limits", "parse_arguments",
+           "parse_lenient"]
 
 
 class Agent:
@@ -89,7 +90,17 @@ class Agent:
         error.result = result  # type: ignore[attr-defined]
         raise error
 
+    def fit_context(self, conv: Conversation) -> int:
+        """Drop the oldest whole turns until the history fits the model's context."""
+        window = self.limits.context_window
+        dropped = conv.trim(window - min(self.limits.reply_tokens, window // 2))
+        if dropped:
+            self.on_event(Notice(f"context: dropped the {dropped} oldest messages to stay within "
+                                 f"the model's context (~{window:,} tokens)"))
+        return dropped
+
     def _ask_model(self, conv: Conversation, schemas: list[dict[str, Any]], choice: Any) -> Reply:
+        self.fit_context(conv)
         partial: list[str] = []
 
         def on_text(text: str) -> None:

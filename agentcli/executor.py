@@ -28,12 +28,17 @@ CANCELLED = "cancelled: the user interrupted the turn before this call finished"
 UNATTENDED = "denied: no one was there to approve it"
 
 
+DEFAULT_CONTEXT = 128_000
+
+
 @dataclass
 class Limits:
     max_steps: int = 10
     max_parallel: int = 4
     tool_timeout: float = 30.0
     max_output: int = 16_000
+    context_window: int = DEFAULT_CONTEXT  # tokens; older turns are dropped to fit
+    reply_tokens: int = 0  # room kept for the reply (max_tokens)
 
 
 class ToolExecutor:

@@ -396,3 +396,25 @@ def test_quiet_hides_tool_lines_but_not_errors(cli, server, run_args):
     assert (result.code, result.stdout, result.stderr) == (0, "2\n", "")
     result = cli("run", *run_args, "-q", "--session", "missing", "x")
     assert result.code == 1 and "no saved session" in result.stderr
+
+
+def test_a_long_saved_session_is_trimmed_by_whole_turns(cli, server, run_args, home, tmp_path):
+    sessions = home / "data" / "agentcli" / "sessions"
+    sessions.mkdir(parents=True)
+    old = [{"role": "user", "content": "old question " + "x" * 200},
+           {"role": "assistant", "content": "", "tool_calls": [
+               {"id": "c1", "name": "calculator", "arguments": '{"expression": "1+1"}'}]},
+           {"role": "tool", "tool_call_id": "c1", "content": "2"},
+           {"role": "assistant", "content": "two " + "y" * 200},
+           {"role": "user", "content": "recent question"},
+           {"role": "assistant", "content": "recent answer"}]
+    (sessions / "long.json").write_text(json.dumps({"schema_version": 1, "id": "long", "messages": old}))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("context_window = 40\n")
+    server.enqueue(text("ok"))
+    result = cli("run", *run_args, "--config", str(cfg), "--session", "long", "new question")
+    assert result.code == 0, result.stderr
+    assert "dropped the 4 oldest messages" in result.stderr
+    sent = server.requests[0].body["messages"]
+    assert [m["content"] for m in sent] == ["recent question", "recent answer", "new question"]
+    assert all(m["role"] != "tool" for m in sent)

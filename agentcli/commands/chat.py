@@ -37,7 +37,6 @@ from .common import (CommonOptions, build_agent, build_registry, load_settings, 
                      tool_choice)
 from .sessions_cmd import print_conversation, session_table
 
-DEFAULT_CONTEXT = 128_000
 TRUST_QUESTION = "Trust this directory's tools.d and agentcli.toml? [y/N] "
 
 
@@ -199,14 +198,13 @@ class ChatSession:
 
     def context_window(self) -> int:
         """The model's context in tokens, from ``context_window`` in the config."""
-        return self.settings.context_window or DEFAULT_CONTEXT
+        return self.agent.limits.context_window
 
     # ---- one turn
 
     def send(self, text: str) -> None:
         """Run one turn for ``text``; whatever happens, the conversation stays valid and is saved."""
         self.conv.add(Message(role="user", content=text))
-        self._trim()
         view = self._view = TurnView(self.console)
         problem: Text | None = None
         try:
@@ -236,14 +234,6 @@ class ChatSession:
             self._view = None
         self.conv.repair(CANCELLED)
         self.console.print(Text("⏹ interrupted", style="yellow"))
-
-    def _trim(self) -> None:
-        window = self.context_window()
-        budget = window - min(self.settings.max_tokens or 0, window // 2)
-        dropped = self.conv.trim(budget)
-        if dropped:
-            self.console.print(Text(f"context: dropped the {dropped} oldest messages to stay within "
-                                    f"the model's context (~{window:,} tokens)", style="yellow"))
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ToolFinished):

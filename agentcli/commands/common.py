@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 
 from .. import paths, trust
-from ..agent import Agent, Limits
+from ..agent import DEFAULT_CONTEXT, Agent, Limits
 from ..audit import AuditLog
 from ..config import Loaded, Settings, load, untrusted_local_config
 from ..errors import AgentCLIError, ConfigError
@@ -128,7 +128,9 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
     provider = kind(settings, api_key, notice=notice, debug=debug)
     tools = settings.tools
     limits = Limits(max_steps=settings.max_steps, max_parallel=tools.max_parallel,
-                    tool_timeout=tools.timeout, max_output=tools.max_output)
+                    tool_timeout=tools.timeout, max_output=tools.max_output,
+                    context_window=settings.context_window or DEFAULT_CONTEXT,
+                    reply_tokens=settings.max_tokens or 0)
     audit = AuditLog(paths.audit_log(), secrets=[api_key] if api_key else [])
     return Agent(provider, registry, approve=approve, on_event=on_event, limits=limits,
                  stream=stream, tool_settings=tools, audit=audit, strict=tools.strict)
