@@ -15,7 +15,7 @@ from agentcli.events import ApprovalRequest, ToolRecord
 from agentcli.messages import Message, ToolCall
 from agentcli.sessions import SessionStore
 from agentcli.tools.builtins import calculator
-from agentcli.ui.chat_approve import ChatApprover, choice_of
+from agentcli.ui.approve import TerminalApprover, choice_of
 from agentcli.ui.repl import ChatCompleter, SlashCommands
 
 def conversation_of(*turns: str) -> Conversation:
@@ -58,7 +58,8 @@ def test_choices_from_keys_and_words(typed, choice):
 def approve_with(*answers: str | None, lines: tuple[str | None, ...] = ()) -> tuple[object, str, dict]:
     out = Console(file=io.StringIO(), width=80, force_terminal=False)
     asked, typed = list(answers), list(lines)
-    approver = ChatApprover(out, ask=lambda: asked.pop(0), line=lambda *a, **k: typed.pop(0))
+    approver = TerminalApprover(out, ask=lambda: asked.pop(0), line=lambda _: typed.pop(0),
+                                edit=lambda _: typed.pop(0), flush=lambda: None)
     request = ApprovalRequest(call=ToolCall(id="c1", name="calculator"), tool=calculator,
                               arguments={"expression": "2**10"})
     decision = approver(request)

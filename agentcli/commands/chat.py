@@ -29,7 +29,7 @@ from ..events import Event, ToolFinished, ToolRecord
 from ..messages import Message, Usage
 from ..sessions import SessionStore
 from ..ui.approve import auto_approver
-from ..ui.chat_approve import ChatApprover, ask_yes_no, muted_input
+from ..ui.chat_approve import ask_yes_no, chat_approver, muted_input
 from ..ui.repl import ChatCompleter, Prompt, SlashCommands
 from ..ui.safe_text import visible
 from ..ui.stream import TurnView
@@ -105,7 +105,7 @@ class ChatSession:
                  store: SessionStore, notice: Callable[[str], None]) -> None:
         self.opts, self.settings, self.console, self.store = opts, settings, console, store
         registry = build_registry(settings, opts, console)
-        approver = auto_approver if opts.yes else ChatApprover(console)
+        approver = auto_approver if opts.yes else chat_approver(console)
         self.agent = build_agent(settings, registry, approve=approver, on_event=self._on_event,
                                  notice=notice, verbose=opts.verbose)
         self.choice = tool_choice(opts.tool_choice, registry)

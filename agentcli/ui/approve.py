@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 from rich.console import Console, Group
 from rich.highlighter import JSONHighlighter
@@ -46,76 +47,111 @@ def approval_panel(request: ApprovalRequest, *, full: bool = False) -> Panel:
                  subtitle=Text(CHOICES, style="dim"), subtitle_align="left")
 
 
-def _flush_typeahead(stream: object) -> None:
+WORDS = {"y": "yes", "n": "no", "a": "always", "e": "edit", "v": "view"}
+
+
+def choice_of(text: str) -> str | None:
+    """``"y"``/``"yes"``/``"ye"`` → ``"y"`` and so on; empty is no; None if unclear."""
+    word = text.strip().lower()
+    if not word:
+        return "n"
+    key = word[0]
+    return key if key in WORDS and WORDS[key].startswith(word) else None
+
+
+def flush_typeahead(stream: TextIO | None = None) -> None:
+    """Throw away keys typed but not yet read, so they cannot answer a question."""
+    stream = stream or sys.stdin
     try:
         import termios
-        termios.tcflush(stream.fileno(), termios.TCIFLUSH)  # type: ignore[attr-defined]
+        termios.tcflush(stream.fileno(), termios.TCIFLUSH)
     except (ImportError, OSError, ValueError, AttributeError):
         pass
 
 
-class TerminalApprover:
-    """Approval by a person reading lines from the terminal."""
-
-    def __init__(self, console: Console, read_line: Callable[[str], str] | None = None) -> None:
-        self.console = console
-        self.read_line = read_line or self._read
-
-    def _read(self, prompt: str) -> str:
-        _flush_typeahead(sys.stdin)
-        self.console.print(prompt, end="")
+def _read(console: Console, message: str) -> str | None:
+    """One line from stdin after a prompt on the console; None at end of input."""
+    console.print(message, end="")
+    try:
         line = sys.stdin.readline()
-        if not line:
-            raise EOFError
-        return line.strip()
+    except KeyboardInterrupt:
+        return None
+    return line.rstrip("\n") if line else None
+
+
+class TerminalApprover:
+    """The ``Approver`` for a person at a terminal: panel, choice, reason, edit, view.
+
+    How answers are read is injected: ``run`` reads lines from stdin (the
+    defaults); ``chat`` reads single keys and edits in a prompt_toolkit editor.
+
+    Args:
+        console: Where the panel goes.
+        ask: Reads a choice: y/n/a/e/v, "?" if unclear, None on Ctrl-C/Ctrl-D.
+        line: Reads one line after a prompt; None when cancelled.
+        edit: Reads replacement arguments given the current ones as JSON text;
+            None when cancelled.
+        flush: Discards typeahead before the panel is shown.
+    """
+
+    def __init__(self, console: Console, *, ask: Callable[[], str | None] | None = None,
+                 line: Callable[[str], str | None] | None = None,
+                 edit: Callable[[str], str | None] | None = None,
+                 flush: Callable[[], None] = flush_typeahead) -> None:
+        self.console = console
+        self.ask = ask or self._ask_line
+        self.line = line or (lambda message: _read(console, message))
+        self.edit = edit or self._edit_line
+        self.flush = flush
+
+    def _ask_line(self) -> str | None:
+        answer = self.line("Run it? ")
+        return None if answer is None else (choice_of(answer) or "?")
+
+    def _edit_line(self, current: str) -> str | None:
+        self.console.print("Current arguments:", json.dumps(json.loads(current), ensure_ascii=True))
+        text = self.line("New arguments as one line of JSON (Enter to keep): ")
+        return text or None
 
     def __call__(self, request: ApprovalRequest) -> Decision:
+        self.flush()
         self.console.print(approval_panel(request))
         while True:
-            try:
-                answer = self.read_line("Run it? ").lower()
-            except (EOFError, KeyboardInterrupt):
-                self.console.print("\ndenied (no answer)")
+            choice = self.ask()
+            if choice is None:
+                self.console.print(Text("denied (no answer)", style="yellow"))
                 return Decision(False, reason="the user did not answer")
-            if answer in ("y", "yes"):
-                return Decision(True)
-            if answer in ("a", "always"):
-                return Decision(True, always=True)
-            if answer in ("v", "view"):
+            if choice in ("y", "a"):
+                return Decision(True, always=choice == "a")
+            if choice == "n":
+                return self._deny()
+            if choice == "v":
                 self.console.print(approval_panel(request, full=True))
-                continue
-            if answer in ("e", "edit"):
+            elif choice == "e":
                 edited = self._edit(request)
                 if edited is not None:
                     return edited
-                continue
-            if answer in ("n", "no", ""):
-                return self._deny()
-            self.console.print("please answer y, n, a, e or v")
+            else:
+                self.console.print("please answer y (yes), n (no), a (always), e (edit) or v (view)")
 
     def _deny(self) -> Decision:
-        try:
-            reason = self.read_line("Reason for the model (optional, Enter to skip): ")
-        except (EOFError, KeyboardInterrupt):
-            reason = ""
+        reason = (self.line("Reason for the model (optional, Enter to skip): ") or "").strip()
         return Decision(False, reason=f"the user declined: {reason}" if reason else None)
 
     def _edit(self, request: ApprovalRequest) -> Decision | None:
-        self.console.print("Current arguments:", json.dumps(request.arguments, ensure_ascii=True))
-        try:
-            text = self.read_line("New arguments as one line of JSON (Enter to keep): ")
-        except (EOFError, KeyboardInterrupt):
-            return None
-        if not text:
+        text = self.edit(json_visible(request.arguments))
+        if text is None:
+            self.console.print("edit cancelled")
             return None
         try:
             arguments = parse_arguments(text)
             request.tool.validate(arguments)
         except ToolError as exc:
-            self.console.print(f"not accepted: {exc}")
+            self.console.print(Text(f"not accepted: {visible(str(exc))}", style="red"))
             return None
         request.arguments = arguments
         self.console.print(approval_panel(request))
+        self.console.print(Text("edited arguments approved", style="green"))
         return Decision(True, arguments=arguments)
 
 

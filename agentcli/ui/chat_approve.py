@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -30,32 +30,17 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from rich.console import Console
 from rich.text import Text
 
-from ..agent import parse_arguments
-from ..errors import ToolError
-from ..events import ApprovalRequest, Decision
-from .approve import approval_panel
-from .safe_text import json_visible, visible
+from .approve import WORDS, TerminalApprover, choice_of
+from .approve import flush_typeahead as flush_tty
 
 try:
     import termios
 except ImportError:  # not a POSIX terminal: nothing to flush or mute
     termios = None  # type: ignore[assignment]
 
-WORDS = {"y": "yes", "n": "no", "a": "always", "e": "edit", "v": "view"}
 QUESTION = "Run it? [y/n/a/e/v] "
 GRACE = 0.3
 """Seconds a choice key waits for the rest of its word before it counts."""
-
-
-def flush_typeahead(stream: TextIO | None = None) -> None:
-    """Throw away every key typed but not yet read (tty buffer and prompt_toolkit's)."""
-    stream = stream or sys.stdin
-    try:
-        if termios is not None:
-            termios.tcflush(stream.fileno(), termios.TCIFLUSH)
-        clear_typeahead(create_input(stream))
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 @contextmanager
@@ -87,15 +72,6 @@ def _terminal_attributes(stream: TextIO) -> tuple[int, list[Any]] | None:
         return fd, termios.tcgetattr(fd)
     except (OSError, ValueError, AttributeError, termios.error):
         return None
-
-
-def choice_of(text: str) -> str | None:
-    """``"y"``/``"yes"``/``"ye"`` → ``"y"`` and so on; empty is no; None if unclear."""
-    word = text.strip().lower()
-    if not word:
-        return "n"
-    key = word[0]
-    return key if key in WORDS and WORDS[key].startswith(word) else None
 
 
 def ask_key(message: str = QUESTION, *, grace: float = GRACE) -> str | None:
@@ -151,61 +127,20 @@ def ask_yes_no(message: str) -> bool:
     return answer is not None and answer.strip().lower() in ("y", "yes")
 
 
-class ChatApprover:
-    """The ``Approver`` for chat: panel, single-key choice, reason, edit, view.
+def flush_typeahead(stream: TextIO | None = None) -> None:
+    """Throw away every key typed but not yet read: the tty's and prompt_toolkit's."""
+    stream = stream or sys.stdin
+    flush_tty(stream)
+    try:
+        clear_typeahead(create_input(stream))
+    except (OSError, ValueError, AttributeError):
+        pass
 
-    Args:
-        console: Where the panel goes.
-        ask: Reads a choice (y/n/a/e/v, "?" if unclear, None on Ctrl-C/D).
-        line: Reads a line or, multiline, a text; None when cancelled.
-    """
 
-    def __init__(self, console: Console, *, ask: Callable[[], str | None] = ask_key,
-                 line: Callable[..., str | None] = ask_line) -> None:
-        self.console = console
-        self.ask = ask
-        self.line = line
-
-    def __call__(self, request: ApprovalRequest) -> Decision:
-        flush_typeahead()
-        self.console.print(approval_panel(request))
-        while True:
-            choice = self.ask()
-            if choice is None:
-                self.console.print(Text("denied (no answer)", style="yellow"))
-                return Decision(False)
-            if choice in ("y", "a"):
-                return Decision(True, always=choice == "a")
-            if choice == "n":
-                return self._deny()
-            if choice == "v":
-                self.console.print(approval_panel(request, full=True))
-            elif choice == "e":
-                edited = self._edit(request)
-                if edited is not None:
-                    return edited
-            else:
-                self.console.print("please answer y (yes), n (no), a (always), e (edit) or v (view)")
-
-    def _deny(self) -> Decision:
-        reason = self.line("Reason for the model (optional, Enter to skip): ")
-        reason = (reason or "").strip()
-        return Decision(False, reason=f"the user declined: {reason}" if reason else None)
-
-    def _edit(self, request: ApprovalRequest) -> Decision | None:
-        self.console.print(Text("Edit the arguments as JSON; Esc Enter accepts, Ctrl-C cancels.",
-                                style="dim"))
-        text = self.line("", default=json_visible(request.arguments), multiline=True)
-        if text is None:
-            self.console.print("edit cancelled")
-            return None
-        try:
-            arguments = parse_arguments(text)
-            request.tool.validate(arguments)
-        except ToolError as exc:
-            self.console.print(Text(f"not accepted: {visible(str(exc))}", style="red"))
-            return None
-        request.arguments = arguments
-        self.console.print(approval_panel(request))
-        self.console.print(Text("edited arguments approved", style="green"))
-        return Decision(True, arguments=arguments)
+def chat_approver(console: Console) -> TerminalApprover:
+    """The approver for chat: single keys, a JSON editor, prompt_toolkit input."""
+    def edit(current: str) -> str | None:
+        console.print(Text("Edit the arguments as JSON; Esc Enter accepts, Ctrl-C cancels.",
+                           style="dim"))
+        return ask_line("", default=current, multiline=True)
+    return TerminalApprover(console, ask=ask_key, line=ask_line, edit=edit, flush=flush_typeahead)
