@@ -160,11 +160,13 @@ class ChatProvider:
         try:
             self._read_stream(stream, reply, calls, text, on_text)
         except (openai.APIError, OSError, ValueError, RuntimeError) as exc:
-            raise StreamError(self._where() + " stopped sending in the middle of the reply "
-                              f"({self._scrub(_cause(exc))}); the partial answer was discarded") from None
+            # Retried only while no text was shown; no tool has run, so none runs twice.
+            raise _Retry(StreamError(self._where() + " stopped sending in the middle of the reply "
+                                     f"({self._scrub(_cause(exc))}); the partial answer was "
+                                     "discarded"), 0) from None
         if reply.finish_reason is None:
-            raise StreamError(self._where() + " closed the stream before the reply was complete; "
-                              "the partial answer was discarded")
+            raise _Retry(StreamError(self._where() + " closed the stream before the reply was "
+                                     "complete; the partial answer was discarded"), 0)
         return _finalise(reply, "".join(text), calls)
 
     def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,

@@ -418,3 +418,30 @@ def test_a_long_saved_session_is_trimmed_by_whole_turns(cli, server, run_args, h
     sent = server.requests[0].body["messages"]
     assert [m["content"] for m in sent] == ["recent question", "recent answer", "new question"]
     assert all(m["role"] != "tool" for m in sent)
+
+
+def test_a_stream_dropped_before_any_text_is_retried_and_the_tool_runs_once(cli, server, run_args, home):
+    calls = tool_calls(Call("calculator", {"expression": "6*7"}, id="c1"), split=2)
+    server.enqueue(cut(4, calls), calls, text("42"))
+    result = cli("run", *run_args, "-y", "--json", "x")
+    assert result.code == 0, result.stderr
+    assert len(server.requests) == 3
+    assert [c["result"] for c in json.loads(result.stdout)["tool_calls"]] == ["42"]
+    audit = (home / "state" / "agentcli" / "audit.jsonl").read_text().splitlines()
+    assert len(audit) == 1
+
+
+def test_a_stream_dropped_after_text_was_shown_is_not_retried(cli, server, run_args):
+    server.enqueue(cut(5, text("Partial words that were already printed")), text("never sent"))
+    result = cli("run", *run_args, "x")
+    assert result.code == 1 and len(server.requests) == 1
+    assert "in the middle of the reply" in result.stderr
+
+
+def test_context_length_exceeded_is_one_line_without_retry(cli, server, run_args):
+    server.enqueue(error(400, "This model's maximum context length is 8192 tokens.",
+                         code="context_length_exceeded"))
+    result = cli("run", *run_args, "x")
+    assert result.code == 1 and len(server.requests) == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "maximum context length" in result.stderr
