@@ -116,11 +116,12 @@ def tools_list(as_json: JsonFlag = False, config: ConfigFile = None, profile: Pr
 
 @tools_app.command("show")
 def tools_show(name: Annotated[str, typer.Argument(metavar="NAME")], config: ConfigFile = None,
-               profile: Profile = None, tools_dir: ToolsDir = None) -> None:
+               profile: Profile = None, tools_dir: ToolsDir = None,
+               no_tools: NoTools = False) -> None:
     """The exact JSON schema sent to the model, and its size in tokens."""
     from .commands.tools_cmd import show_tool
 
-    raise typer.Exit(show_tool(_tool_opts(config, profile, tools_dir, False), name))
+    raise typer.Exit(show_tool(_tool_opts(config, profile, tools_dir, no_tools), name))
 
 
 @tools_app.command("call")
@@ -128,22 +129,23 @@ def tools_call(name: Annotated[str, typer.Argument(metavar="NAME")],
                arguments: Annotated[Optional[list[str]], typer.Argument(
                    metavar="[JSON | KEY=VALUE ...]", help="One JSON object or key=value pairs.")] = None,
                yes: Yes = False, config: ConfigFile = None, profile: Profile = None,
-               tools_dir: ToolsDir = None, verbose: Verbose = False) -> None:
+               tools_dir: ToolsDir = None, no_tools: NoTools = False,
+               verbose: Verbose = False) -> None:
     """Run one tool without a model, through the same validation, approval and limits."""
     from .commands.tools_cmd import call_tool
 
-    opts = _tool_opts(config, profile, tools_dir, False, yes=yes, verbose=verbose)
+    opts = _tool_opts(config, profile, tools_dir, no_tools, yes=yes, verbose=verbose)
     raise typer.Exit(call_tool(opts, name, arguments or []))
 
 
 @tools_app.command("check")
 def tools_check(directory: Annotated[Optional[Path], typer.Argument(metavar="[DIR]")] = None,
                 config: ConfigFile = None, profile: Profile = None,
-                tools_dir: ToolsDir = None) -> None:
+                tools_dir: ToolsDir = None, no_tools: NoTools = False) -> None:
     """Load every plugin file and report each problem with file:line (exit 1 if any)."""
     from .commands.tools_cmd import check_tools
 
-    raise typer.Exit(check_tools(_tool_opts(config, profile, tools_dir, False), directory))
+    raise typer.Exit(check_tools(_tool_opts(config, profile, tools_dir, no_tools), directory))
 
 
 @tools_app.command("stats")

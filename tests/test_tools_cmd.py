@@ -133,3 +133,12 @@ def test_plugin_output_never_reaches_json_stdout(cli, server, run_args, tmp_path
     assert json.loads(result.stdout)["answer"] == "done"
     assert "plugin says hi" in result.stderr
     assert server.requests[1].body["messages"][-1]["content"] == "X"
+
+
+def test_no_tools_empties_every_tools_command(cli, tmp_path):
+    d = plugins(tmp_path, shout=PLUGIN)
+    assert json.loads(cli("tools", "list", "--json", "--no-tools", "--tools-dir", str(d)).stdout) == []
+    assert cli("tools", "show", "calculator", "--no-tools").code == 1
+    assert "unknown tool" in cli("tools", "call", "calculator", "expression=1", "--no-tools").stderr
+    checked = cli("tools", "check", "--no-tools", "--tools-dir", str(d))
+    assert checked.code == 0 and "0 plugin file(s)" in checked.stderr

@@ -119,6 +119,8 @@ def check_tools(opts: CommonOptions, directory: Path | None) -> int:
             if not directory.is_dir():
                 raise UsageError(f"{directory}: not a directory")
             dirs = [directory]
+        elif opts.no_tools:
+            dirs = []
         else:
             dirs = tool_dirs(load_settings(opts, console).settings, opts, console)
         report = LoadReport()
