@@ -24,7 +24,7 @@ from ..tools.builtins import builtin_tools
 from ..tools.http import http_tools
 from ..tools.loader import LoadReport, load_dir
 from ..tools.registry import ToolRegistry
-from ..ui.approve import TerminalApprover, UnattendedApprover, auto_approver
+from ..ui.approve import UnattendedApprover, auto_approver
 from ..ui.console import stderr_console
 from ..ui.safe_text import visible
 
@@ -145,14 +145,21 @@ def stdin_is_terminal() -> bool:
 
 
 def choose_approver(*, yes: bool, can_ask: bool) -> Approver:
-    """``--yes`` approves; a terminal asks; otherwise a call that asks is denied.
+    """``--yes`` approves; a terminal asks (single keys, on stderr); otherwise a
+    call that asks is denied.
 
     Its console ignores ``--quiet``: an approval question must always be seen.
+    prompt_toolkit is imported only here, when there is a terminal to ask.
     """
     if yes:
         return auto_approver
     console = stderr_console()
-    return TerminalApprover(console) if can_ask else UnattendedApprover(console)
+    if not can_ask:
+        return UnattendedApprover(console)
+    from prompt_toolkit.output import create_output
+
+    from ..ui.chat_approve import chat_approver
+    return chat_approver(console, output=create_output(stdout=sys.stderr))
 
 
 Notice = Callable[[str], None]

@@ -27,6 +27,7 @@ from prompt_toolkit.filters import Condition
 from prompt_toolkit.input import create_input
 from prompt_toolkit.input.typeahead import clear_typeahead
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import Output
 from rich.console import Console
 from rich.text import Text
 
@@ -74,7 +75,8 @@ def _terminal_attributes(stream: TextIO) -> tuple[int, list[Any]] | None:
         return None
 
 
-def ask_key(message: str = QUESTION, *, grace: float = GRACE) -> str | None:
+def ask_key(message: str = QUESTION, *, grace: float = GRACE,
+            output: Output | None = None) -> str | None:
     """One of y/n/a/e/v from a single key (or a typed word + Enter); None on Ctrl-C/D."""
     bindings = KeyBindings()
     changed = [time.monotonic()]
@@ -99,7 +101,8 @@ def ask_key(message: str = QUESTION, *, grace: float = GRACE) -> str | None:
     bindings.add("c-c")(lambda event: event.app.exit(result=None))
     bindings.add("c-d")(lambda event: event.app.exit(result=None))
     bindings.add("enter")(lambda event: event.app.exit(result=event.current_buffer.text))
-    session: PromptSession[str | None] = PromptSession(message, key_bindings=bindings)
+    session: PromptSession[str | None] = PromptSession(message, key_bindings=bindings,
+                                                       output=output)
     session.default_buffer.on_text_changed += lambda _: changed.__setitem__(0, time.monotonic())
     try:
         answer = session.prompt()
@@ -108,12 +111,13 @@ def ask_key(message: str = QUESTION, *, grace: float = GRACE) -> str | None:
     return None if answer is None else (choice_of(answer) or "?")
 
 
-def ask_line(message: str, *, default: str = "", multiline: bool = False) -> str | None:
+def ask_line(message: str, *, default: str = "", multiline: bool = False,
+             output: Output | None = None) -> str | None:
     """A line (or, with ``multiline``, a text accepted by Esc Enter); None on Ctrl-C/D."""
     bindings = KeyBindings()
     if multiline:
         bindings.add("escape", "enter")(lambda event: event.current_buffer.validate_and_handle())
-    session: PromptSession[str] = PromptSession(key_bindings=bindings)
+    session: PromptSession[str] = PromptSession(key_bindings=bindings, output=output)
     try:
         return session.prompt(message, default=default, multiline=multiline)
     except (EOFError, KeyboardInterrupt):
@@ -137,10 +141,13 @@ def flush_typeahead(stream: TextIO | None = None) -> None:
         pass
 
 
-def chat_approver(console: Console) -> TerminalApprover:
-    """The approver for chat: single keys, a JSON editor, prompt_toolkit input."""
+def chat_approver(console: Console, *, output: Output | None = None) -> TerminalApprover:
+    """Approval by single keys and a JSON editor (prompt_toolkit), for chat and for
+    ``run`` in a terminal (where ``output`` is stderr, so stdout stays the answer's)."""
     def edit(current: str) -> str | None:
         console.print(Text("Edit the arguments as JSON; Esc Enter accepts, Ctrl-C cancels.",
                            style="dim"))
-        return ask_line("", default=current, multiline=True)
-    return TerminalApprover(console, ask=ask_key, line=ask_line, edit=edit, flush=flush_typeahead)
+        return ask_line("", default=current, multiline=True, output=output)
+    return TerminalApprover(console, ask=lambda: ask_key(output=output),
+                            line=lambda message: ask_line(message, output=output), edit=edit,
+                            flush=flush_typeahead)
