@@ -445,3 +445,14 @@ def test_context_length_exceeded_is_one_line_without_retry(cli, server, run_args
     assert result.code == 1 and len(server.requests) == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "maximum context length" in result.stderr
+
+
+def test_the_api_key_is_in_no_file_and_no_output(cli, server, run_args, home):
+    key = "sk-proj-never-anywhere-12345"
+    server.enqueue(tool_calls(Call("calculator", {"expression": "1+2"})), text("3"))
+    result = cli("run", *run_args, "-v", "-y", "--save", "--json", "x", env={"OPENAI_API_KEY": key})
+    assert result.code == 0, result.stderr
+    assert server.requests[0].headers["Authorization"] == f"Bearer {key}"
+    written = [p.read_text() for p in home.rglob("*") if p.is_file()]
+    assert written and all(key not in text for text in written)
+    assert key not in result.stdout + result.stderr
