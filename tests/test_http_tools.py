@@ -607,3 +607,13 @@ def test_agentcli_run_refusals_reach_the_model(cli: Any, server: Any, run_args: 
     assert f"port {srv.port} is not allowed" in port
     assert "model API key" in secret
     assert srv.requests == []
+
+
+def test_a_slow_name_lookup_is_cut_by_the_overall_deadline() -> None:
+    def slow_resolver(host: str, port: int) -> list[str]:
+        time.sleep(5)
+        return ["93.184.216.34"]
+    started = time.monotonic()
+    with pytest.raises(HttpTimeout, match="timed out"):
+        call(settings(timeout=0.5), url="http://slow-dns.test/", resolver=slow_resolver)
+    assert time.monotonic() - started < 1.5

@@ -33,9 +33,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import httpcore
@@ -345,7 +348,8 @@ class GuardedBackend(httpcore.NetworkBackend):
             addresses = [ipaddress.ip_address(normal_host(host))]
         except ValueError:
             try:
-                addresses = [ipaddress.ip_address(a) for a in self.resolver(host, port)]
+                found = self._lookup(host, port)
+                addresses = [ipaddress.ip_address(a) for a in found]
             except (OSError, UnicodeError) as exc:
                 raise HttpFailed(f"could not resolve {host}: {exc}") from None
         if not addresses:
@@ -353,6 +357,22 @@ class GuardedBackend(httpcore.NetworkBackend):
         for ip in addresses:
             self.policy.check_address(host, port, ip)
         return list(dict.fromkeys(addresses))
+
+    def _lookup(self, host: str, port: int) -> list[str]:
+        """The resolver's answer within the deadline (getaddrinfo itself has no timeout):
+        the lookup runs in a daemon thread that is abandoned when time runs out."""
+        future: Future[list[str]] = Future()
+
+        def lookup() -> None:
+            try:
+                future.set_result(self.resolver(host, port))
+            except BaseException as exc:  # delivered to the waiting side
+                future.set_exception(exc)
+        threading.Thread(target=lookup, name=f"resolve-{host}", daemon=True).start()
+        try:
+            return future.result(timeout=max(0.0, self.deadline.remaining()))
+        except FutureTimeout:
+            raise httpcore.ConnectTimeout(f"looking up {host} took longer than the deadline") from None
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
