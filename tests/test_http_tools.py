@@ -119,6 +119,9 @@ def internet(monkeypatch: pytest.MonkeyPatch, srv: LoopbackServer) -> list[tuple
     # Teredo: the client is the last 32 bits XOR 0xffffffff: 80ff:fffe -> 7f00:0001
     ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback, embedded IPv4 127.0.0.1"),
     ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private, embedded IPv4 10.0.0.1"),
+    # ISATAP: the interface id ::0:5efe:a.b.c.d (or ::200:5efe:...) carries the IPv4 address
+    ("2600::5efe:7f00:1", "loopback, embedded IPv4 127.0.0.1"),
+    ("2600::200:5efe:a00:1", "private, embedded IPv4 10.0.0.1"),
 ])
 def test_non_public_addresses_are_classified(address: str, kind: str) -> None:
     found = classify(ipaddress.ip_address(address))
@@ -132,7 +135,7 @@ def test_python_calls_some_embedding_forms_global_so_they_are_unwrapped() -> Non
 
 @pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "93.184.216.34",
                                      "2606:4700:4700::1111", "::ffff:8.8.8.8",
-                                     "2002:808:808::", "64:ff9b::808:808"])
+                                     "2002:808:808::", "64:ff9b::808:808", "2600::5efe:808:808"])
 def test_public_addresses_pass(address: str) -> None:
     assert classify(ipaddress.ip_address(address)) is None
 

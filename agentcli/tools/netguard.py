@@ -5,7 +5,7 @@ This module owns the SSRF defence of ``http_get`` / ``http_post``:
 
 * :func:`classify` names the class of a non-public address (loopback, private,
   CGNAT, link-local, ...). IPv6 forms that carry an IPv4 address (mapped,
-  compatible, SIIT, 6to4, NAT64, Teredo) are judged by the IPv4 address they
+  compatible, SIIT, 6to4, NAT64, Teredo, ISATAP) are judged by the IPv4 address they
   carry, since Python's ``ipaddress`` calls some of them global.
 * :class:`HostPolicy` combines that with ``[http] allow_hosts`` and
   ``allow_private``; :func:`check_target` holds the URL rules (http/https
@@ -104,6 +104,8 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     if ip.teredo is not None:
         return [ip.teredo[1]]  # the client address, already XORed with 0xffffffff
     if ip in _NAT64_LOCAL:  # RFC 8215 local use; the /96 layout is the common one
+        return [low32]
+    if (int(ip) >> 32) & 0xFDFFFFFF == 0x00005EFE:  # ISATAP interface id ::[02]00:5efe:a.b.c.d
         return [low32]
     return []
 
