@@ -4,6 +4,7 @@ and a runner for the real ``agentcli`` command in a subprocess."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,6 +15,13 @@ import pytest
 from openai_server import OpenAIServer, openai_server  # noqa: F401  (fixture)
 
 AGENTCLI = [sys.executable, "-m", "agentcli"]
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (at the moment of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from agentcli.config import Settings
 from agentcli.endpoint import discover, resolve
 from agentcli.errors import ConfigError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_port
 
 
 def test_discovery_uses_the_first_server_that_answers(server):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,15 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 pytestmark = pytest.mark.llama
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "llama" / "gemma-tools.jinja"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +32,7 @@ def llama_url():
         pytest.skip("set AGENTCLI_LLAMA_SERVER and AGENTCLI_LLAMA_MODEL (scripts/build-llama-server.sh)")
     if not TEMPLATE.is_file():
         pytest.skip(f"chat template not found at {TEMPLATE}: ../shared is absent in this checkout")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port),
                              "--jinja", "--chat-template-file", str(TEMPLATE), "-c", "4096",
                              "-t", "2", "--alias", "gemma"],

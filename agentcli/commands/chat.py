@@ -30,6 +30,7 @@ from ..messages import Message, Usage
 from ..sessions import SessionStore
 from ..ui.approve import auto_approver
 from ..ui.chat_approve import ask_yes_no, chat_approver, muted_input
+from ..ui.console import stdout_console
 from ..ui.repl import ChatCompleter, Prompt, SlashCommands
 from ..ui.safe_text import visible
 from ..ui.stream import TurnView
@@ -48,15 +49,9 @@ class ChatOptions(CommonOptions):
     session_id: str | None = None
 
 
-def chat_console() -> Console:
-    """Everything in chat goes to the terminal on stdout; model text is never markup."""
-    return Console(highlight=False, markup=False, emoji=False,
-                   no_color=bool(os.environ.get("NO_COLOR")))
-
-
 def chat_command(opts: ChatOptions) -> int:
     """Run the REPL; the exit code (0 when the user leaves, 2 for usage, 1 for errors)."""
-    console = chat_console()
+    console = stdout_console()  # everything in chat goes to the terminal on stdout
     with reported(verbose=opts.verbose) as code:
         if not (os.isatty(0) and os.isatty(1)):
             raise UsageError("chat needs a terminal; for scripts use: agentcli run QUERY")

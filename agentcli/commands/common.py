@@ -160,6 +160,3 @@ def choose_approver(*, yes: bool, can_ask: bool) -> Approver:
 
     from ..ui.chat_approve import chat_approver
     return chat_approver(console, output=create_output(stdout=sys.stderr))
-
-
-Notice = Callable[[str], None]

@@ -9,7 +9,6 @@ export is the stored session as ASCII-only JSON (same value, no raw bytes).
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 
@@ -22,18 +21,13 @@ from ..conversation import Conversation
 from ..errors import UsageError
 from ..messages import Message
 from ..sessions import SessionStore
+from ..ui.console import stdout_console
 from ..ui.render import short
 from ..ui.safe_text import json_visible, visible
 from ..ui.stream import markdown
 from .common import reported
 
 FORMATS = ("md", "json")
-
-
-def stdout_console() -> Console:
-    """Plain stdout console: no markup, no colour when piped or NO_COLOR is set."""
-    return Console(highlight=False, markup=False, emoji=False,
-                   no_color=bool(os.environ.get("NO_COLOR")))
 
 
 def _peek(path: Path) -> Conversation | None:
