@@ -20,20 +20,30 @@ from pathlib import Path
 from typing import Any
 
 from .events import ToolRecord
+from .nesting import MAX_DEPTH
 
 SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api[-_]?key|auth|authorization|cookie|"
                         r"credential|private[-_]?key|session[-_]?id)", re.I)
 REDACTED = "[redacted]"
+TOO_DEEP = "[nested too deeply]"
 
 
 def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
-    """A copy of ``value`` with secret-looking keys and known secret strings hidden."""
-    secrets = [s for s in secrets if s]
+    """A copy of ``value`` with secret-looking keys and known secret strings hidden.
+
+    Levels past ``MAX_DEPTH`` are replaced by a marker, so no input is too deep.
+    """
+    return _redact(value, [s for s in secrets if s], 0)
+
+
+def _redact(value: Any, secrets: list[str], depth: int) -> Any:
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
         return {k: REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "")
-                else redact(v, secrets) for k, v in value.items()}
+                else _redact(v, secrets, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
+        return [_redact(v, secrets, depth + 1) for v in value]
     if isinstance(value, str):
         for secret in secrets:
             value = value.replace(secret, REDACTED)

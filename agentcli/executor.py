@@ -19,6 +19,7 @@ from .conversation import Conversation
 from .errors import Interrupted, InvalidArguments, ToolError
 from .events import ApprovalRequest, Approver, Decision, Event, ToolFinished, ToolRecord
 from .messages import Message, ToolCall
+from .nesting import MAX_DEPTH, shape_problem
 from .tools.base import Tool
 from .tools.guards import Guards
 from .tools.registry import ToolRegistry
@@ -132,8 +133,9 @@ class ToolExecutor:
         results: list[Outcome | None] = [None] * len(order)
         started = time.monotonic()
         try:
-            run_batch([jobs[i] for i in order], results, max_parallel=self.limits.max_parallel,
-                      max_output=self.limits.max_output)
+            printed = run_batch([jobs[i] for i in order], results,
+                                max_parallel=self.limits.max_parallel,
+                                max_output=self.limits.max_output)
         finally:
             elapsed = int((time.monotonic() - started) * 1000)
             for index, outcome in zip(order, results):
@@ -142,6 +144,7 @@ class ToolExecutor:
                 if outcome is not None:
                     records[index].output = outcome.output
                     self.guards.record(jobs[index].tool, outcome.status)
+        _attach_fd_output(records[order[0]], printed, len(order))
 
     def _answer(self, conv: Conversation, calls: list[ToolCall], records: list[ToolRecord],
                 outcomes: list[Outcome | None]) -> None:
@@ -152,6 +155,15 @@ class ToolExecutor:
             if self.audit is not None:
                 self.audit.write(record, session=conv.id)
             self.on_event(ToolFinished(record))
+
+
+def _attach_fd_output(record: ToolRecord, printed: str, batch: int) -> None:
+    """What the batch wrote straight to file descriptor 1, shown with the first call's output."""
+    if not printed.strip():
+        return
+    if batch > 1:
+        printed = f"(written to file descriptor 1 by one of the {batch} calls run together)\n{printed}"
+    record.output = f"{record.output}\n{printed}" if record.output.strip() else printed
 
 
 def _denial_text(name: str, decision: Decision) -> str:
@@ -168,11 +180,21 @@ def parse_arguments(text: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as exc:
         raise InvalidArguments(f"the arguments are not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(value, dict):
         raise InvalidArguments(f"the arguments must be a JSON object, not {type(value).__name__}")
+    problem = shape_problem(value)
+    if problem is not None:
+        raise InvalidArguments(f"the arguments cannot be used ({problem}); send simpler arguments")
     return value
+
+
+def _too_deep() -> InvalidArguments:
+    return InvalidArguments(f"the arguments cannot be used (nested deeper than {MAX_DEPTH} levels); "
+                            "send simpler arguments")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

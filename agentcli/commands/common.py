@@ -102,7 +102,7 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
     registry.extend(http_tools(settings.http, secrets=[k for k in [settings.api_key()] if k]))
     report = report or LoadReport()
     for directory in tool_dirs(settings, opts, console):
-        load_dir(directory, report)
+        load_dir(directory, report, timeout=settings.tools.timeout)
     registry.extend(report.tools)
     for line in [str(e) for e in report.errors] + report.output + registry.warnings:
         console.print(f"agentcli: {visible(line)}")

@@ -115,19 +115,20 @@ def call_tool(opts: CommonOptions, name: str, items: list[str]) -> int:
 def check_tools(opts: CommonOptions, directory: Path | None) -> int:
     console = stderr(opts)
     with reported(verbose=opts.verbose) as code:
+        if directory is not None and not directory.is_dir():
+            raise UsageError(f"{directory}: not a directory")
+        settings = load_settings(opts, console).settings
         if directory is not None:
-            if not directory.is_dir():
-                raise UsageError(f"{directory}: not a directory")
             dirs = [directory]
         elif opts.no_tools:
             dirs = []
         else:
-            dirs = tool_dirs(load_settings(opts, console).settings, opts, console)
+            dirs = tool_dirs(settings, opts, console)
         report = LoadReport()
         files = 0
         for d in dirs:
             files += len(plugin_files(d))
-            load_dir(d, report)
+            load_dir(d, report, timeout=settings.tools.timeout)
         registry = ToolRegistry()
         registry.extend(report.tools)
         for problem in report.errors:

@@ -16,7 +16,9 @@ from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from ..errors import InvalidArguments
+from ..errors import InvalidArguments, ToolError
+from ..nesting import shape_problem
+from .nulls import drop_optional_nulls
 
 Policy = Literal["auto", "ask", "deny"]
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -78,7 +80,12 @@ class Tool:
         return {"type": "function", "function": function}
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Check arguments against the schema; return keyword arguments for the call."""
+        """Check arguments against the schema; return keyword arguments for the call.
+
+        A null for a property the schema neither requires nor allows to be null
+        means "not given" and is dropped first, at any depth.
+        """
+        arguments = drop_optional_nulls(arguments, self.parameters)
         if self._validator is not None:
             kwargs = self._validate_schema(arguments)
         else:
@@ -92,9 +99,13 @@ class Tool:
             self.check(kwargs)
         return kwargs
 
-
     def _validate_schema(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
+        try:
+            errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
+        except RecursionError:
+            raise ToolError(f"the tool {self.name} cannot check its arguments: its parameters "
+                            "schema refers to itself without end ($ref); this is a bug in the "
+                            "plugin") from None
         if errors:
             parts = [f"{'.'.join(map(str, e.path)) or 'arguments'}: {e.message}" for e in errors]
             raise InvalidArguments(f"invalid arguments for {self.name}: {'; '.join(parts)}")
@@ -133,13 +144,22 @@ def schema_validator(name: str, schema: Any) -> Any:
 
     if not isinstance(schema, dict) or schema.get("type") != "object":
         raise ValueError(f"tool {name}: parameters must be a JSON schema of type 'object'")
+    problem = shape_problem(schema)
+    if problem is not None:
+        raise ValueError(f"tool {name}: the parameters schema cannot be used ({problem})")
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = "/".join(map(str, exc.path)) or "top level"
         raise ValueError(f"tool {name}: invalid JSON schema at {where}: {exc.message}") from None
-    return cls(schema)
+    validator = cls(schema)
+    try:
+        validator.is_valid({})
+    except RecursionError:
+        raise ValueError(f"tool {name}: the parameters schema refers to itself without end "
+                         "($ref); every $ref loop must pass through a property") from None
+    return validator
 
 
 def allows_strict(schema: Any) -> bool:

@@ -2,24 +2,30 @@
 
 Every ``*.py`` file is imported under a private module name (so a plugin
 called ``json.py`` shadows nothing) without touching ``sys.path``. What it
-prints at import is captured. A file that fails in any way, ``SystemExit``
-and ``KeyboardInterrupt`` included, becomes a ``PluginLoadError`` carrying
+prints at import, even straight to file descriptor 1, is captured. A file
+that fails in any way, ``SystemExit`` and ``KeyboardInterrupt`` included, or
+whose import does not finish in time, becomes a ``PluginLoadError`` carrying
 ``path:line: message``, and the other files still load.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import io
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from ..errors import PluginLoadError
 from .base import Tool
+from .runner import capture_thread_output, fd1_captured, route_tool_output
+
+#: Seconds a plugin file may take to import, unless the caller says otherwise.
+IMPORT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -37,11 +43,13 @@ def plugin_files(directory: Path) -> list[Path]:
                   if p.suffix == ".py" and p.is_file() and not p.name.startswith(("_", ".")))
 
 
-def load_dir(directory: Path, report: LoadReport | None = None) -> LoadReport:
+def load_dir(directory: Path, report: LoadReport | None = None, *,
+             timeout: float = IMPORT_TIMEOUT) -> LoadReport:
+    """Load every plugin file of ``directory``; each may take ``timeout`` seconds to import."""
     report = report or LoadReport()
     for path in plugin_files(directory):
         try:
-            tools, printed = load_file(path)
+            tools, printed = load_file(path, timeout=timeout)
         except PluginLoadError as exc:
             report.errors.append(exc)
             continue
@@ -57,8 +65,12 @@ def _module_name(path: Path) -> str:
     return f"agentcli_plugin_{digest}_{stem}"
 
 
-def load_file(path: Path) -> tuple[list[Tool], str]:
-    """Import one plugin file; return its tools and whatever it printed."""
+def load_file(path: Path, *, timeout: float = IMPORT_TIMEOUT) -> tuple[list[Tool], str]:
+    """Import one plugin file; return its tools and whatever it printed.
+
+    The import runs in a daemon thread; one that does not finish within
+    ``timeout`` seconds is a load error, and nothing of it is registered.
+    """
     try:
         source = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
@@ -70,19 +82,45 @@ def load_file(path: Path) -> tuple[list[Tool], str]:
     if spec is None or spec.loader is None:
         raise PluginLoadError(str(path), None, "cannot be imported")
     module = importlib.util.module_from_spec(spec)
-    captured = io.StringIO()
     sys.modules[name] = module
     try:
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-            code = compile(source, str(path), "exec")
-            exec(code, module.__dict__)
-    except BaseException as exc:  # SystemExit, KeyboardInterrupt: a plugin must not stop us
+        printed = _import(module, source, path, timeout)
+    except PluginLoadError:
         sys.modules.pop(name, None)
-        raise _load_error(path, exc) from None
+        raise
     tools = [obj for obj in vars(module).values() if isinstance(obj, Tool)]
     for t in tools:
         t.source = str(path)
-    return tools, captured.getvalue()
+    return tools, printed
+
+
+def _import(module: ModuleType, source: str, path: Path, timeout: float) -> str:
+    """Run the module's code in a daemon thread with a deadline; return what it printed.
+
+    Its ``print`` goes to its own buffer, and file descriptor 1 is captured
+    meanwhile, so nothing a plugin writes at import reaches stdout.
+    """
+    buffer = io.StringIO()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        capture_thread_output(buffer)
+        try:
+            exec(compile(source, str(path), "exec"), module.__dict__)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: a plugin must not stop us
+            failure.append(exc)
+
+    route_tool_output()
+    with fd1_captured() as written:
+        thread = threading.Thread(target=target, name=f"import-{path.name}", daemon=True)
+        thread.start()
+        thread.join(timeout)
+    if thread.is_alive():
+        raise PluginLoadError(str(path), None,
+                              f"import did not finish within {timeout:g} s; skipped")
+    if failure:
+        raise _load_error(path, failure[0]) from None
+    return buffer.getvalue() + "".join(written)
 
 
 def _load_error(path: Path, exc: BaseException) -> PluginLoadError:

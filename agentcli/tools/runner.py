@@ -7,17 +7,22 @@ it can act on, and the history stays valid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import math
+import os
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import AgentCLIError
+from ..nesting import shape_problem
 from .base import Tool
 
 Status = Literal["ok", "error", "denied", "timeout", "cancelled"]
@@ -31,16 +36,54 @@ class Outcome:
     output: str = ""
 
 
+class ResultNotText(AgentCLIError):
+    """A tool's return value could not be turned into text for the model."""
+
+
 def serialise(value: Any) -> str:
-    """A tool's return value as text: strings as they are, the rest as JSON."""
+    """A tool's return value as text: strings as they are, the rest as JSON.
+
+    Raises:
+        ResultNotText: the value is too deep, contains itself, holds an int too
+            long to print, or converting it raised (e.g. its ``__str__``).
+    """
     if isinstance(value, str):
         return value
     if value is None:
         return ""
+    problem = shape_problem(value)
+    if problem is None:
+        try:
+            return _json(value)
+        except RecursionError:
+            problem = "nested too deeply"
+        except BaseException as exc:  # a plugin's __str__ or model_dump can raise anything
+            problem = _why(exc)[:200]
+    raise ResultNotText(f"the tool's return value could not be converted to text ({problem}); "
+                        "return a string, or plain JSON data")
+
+
+def _json(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, default=_fallback)
-    except ValueError:
+    except ValueError as exc:
+        if "out of range float" not in str(exc).lower():
+            raise
         return json.dumps(_finite(value), ensure_ascii=False, default=_fallback)
+
+
+def _why(exc: BaseException) -> str:
+    """``Type: message`` for an exception a plugin raised, whatever its ``__str__`` does."""
+    detail = _text_of(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _text_of(exc: BaseException) -> str:
+    """``str(exc)``, or a note saying it could not be read."""
+    try:
+        return str(exc)
+    except BaseException:  # a plugin's exception whose __str__ raises
+        return "(its message could not be read)"
 
 
 def _fallback(obj: Any) -> Any:
@@ -52,6 +95,7 @@ def _fallback(obj: Any) -> Any:
 
 
 def _finite(value: Any) -> Any:
+    """Non-finite floats as strings; ``value`` was checked to be at most MAX_DEPTH deep."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
@@ -94,21 +138,30 @@ _captured = _Captured()
 
 class _RoutedStream(io.TextIOBase):
     """Stands in for stdout/stderr while tools run: a tool thread's writes go to
-    that thread's buffer; every other thread writes through to the real stream."""
+    that thread's buffer; every other thread writes through to the real stream
+    (or, while file descriptor 1 is captured, to a copy of the real stdout)."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
+        self.detour: Any = None
 
     def write(self, text: str) -> int:
         buffer = _captured.buffer
-        return buffer.write(text) if buffer is not None else self.real.write(text)
+        if buffer is not None:
+            return buffer.write(text)
+        return (self.detour or self.real).write(text)
 
     def flush(self) -> None:
         if _captured.buffer is None:
-            self.real.flush()
+            (self.detour or self.real).flush()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
+
+
+def capture_thread_output(buffer: io.StringIO | None) -> None:
+    """Send this thread's ``print`` (stdout and stderr) to ``buffer`` (None: stop)."""
+    _captured.buffer = buffer
 
 
 def route_tool_output() -> None:
@@ -120,6 +173,52 @@ def route_tool_output() -> None:
         sys.stderr = _RoutedStream(sys.stderr)
 
 
+@contextlib.contextmanager
+def fd1_captured(limit: int = 1_000_000) -> Iterator[list[str]]:
+    """Point file descriptor 1 at a temporary file while the block runs.
+
+    Plugins that write to fd 1 directly (``os.write(1, ...)``, C code, child
+    processes) cannot reach the answer on stdout. Their text (at most ``limit``
+    bytes) is in the yielded list afterwards. Python-level writes of other
+    threads to ``sys.stdout`` still reach the real stdout through a copy of fd 1.
+    """
+    captured: list[str] = []
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):  # no fd 1 to protect
+        yield captured
+        return
+    with tempfile.TemporaryFile() as spool:
+        os.dup2(spool.fileno(), 1)
+        routed = _detour_stdout(saved)
+        try:
+            yield captured
+        finally:
+            if routed is not None:
+                routed.detour = None
+            os.dup2(saved, 1)
+            os.close(saved)
+            spool.seek(0)
+            captured.append(spool.read(limit).decode("utf-8", errors="replace"))
+
+
+def _detour_stdout(saved: int) -> _RoutedStream | None:
+    """Send other threads' ``sys.stdout`` writes to ``saved`` (the real fd 1)."""
+    routed = sys.stdout
+    if not isinstance(routed, _RoutedStream):
+        return None
+    try:
+        if routed.real.fileno() != 1:
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    raw = io.FileIO(saved, "w", closefd=False)
+    routed.detour = io.TextIOWrapper(raw, encoding=routed.real.encoding,
+                                     errors=routed.real.errors, write_through=True)
+    return routed
+
+
 def _start(job: Job, outputs: dict[Future[Any], io.StringIO]) -> Future[Any]:
     """Run one job in its own daemon thread, so a hung tool never blocks the rest."""
     future: Future[Any] = Future()
@@ -129,39 +228,53 @@ def _start(job: Job, outputs: dict[Future[Any], io.StringIO]) -> Future[Any]:
         if not future.set_running_or_notify_cancel():
             return
         _captured.buffer = outputs[future]
-        try:
-            future.set_result(call(job.tool, job.kwargs, job.timeout))
-        except BaseException as exc:  # delivered to the waiting side
-            future.set_exception(exc)
+        future.set_result(_run_one(job))
 
     threading.Thread(target=target, name=f"tool-{job.tool.name}", daemon=True).start()
     return future
 
 
-def _outcome(job: Job, future: Future[Any], max_output: int) -> Outcome:
-    exc = future.exception()
-    if exc is None:
-        return Outcome("ok", cap(serialise(future.result()), max_output))
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and job.tool.is_async:
-        return _timed_out(job)
-    if isinstance(exc, AgentCLIError):
-        return Outcome("error", f"error: {exc}")
-    return Outcome("error", f"error: {type(exc).__name__}: {exc}")
+def _run_one(job: Job) -> Outcome:
+    """Call the tool and turn what it returns or raises into an outcome.
+
+    This runs in the tool's thread, inside its time limit: converting a value
+    or an exception to text runs plugin code (``__str__``) that may hang too.
+    """
+    try:
+        return Outcome("ok", serialise(call(job.tool, job.kwargs, job.timeout)))
+    except AgentCLIError as exc:
+        return Outcome("error", f"error: {_text_of(exc)}")
+    except BaseException as exc:  # a plugin must not stop us: SystemExit, KeyboardInterrupt too
+        if isinstance(exc, TimeoutError) and job.tool.is_async:
+            return _timed_out(job)
+        return Outcome("error", f"error: {_why(exc)}")
+
+
+def _outcome(future: Future[Any], max_output: int) -> Outcome:
+    outcome: Outcome = future.result()
+    if outcome.status == "ok":
+        outcome.result = cap(outcome.result, max_output)
+    return outcome
 
 
 def _timed_out(job: Job) -> Outcome:
-    return Outcome("timeout", f"timed out after {job.timeout:g} s: {job.tool.name} did not finish")
+    """An async tool is cancelled; a synchronous one cannot be and is left running."""
+    left = "" if job.tool.is_async else " (it may still be running in the background)"
+    return Outcome("timeout", f"timed out after {job.timeout:g} s: {job.tool.name} did not finish{left}")
 
 
 def run_batch(jobs: list[Job], results: list[Outcome | None], *, max_parallel: int,
-              max_output: int) -> None:
+              max_output: int) -> str:
     """Run ``jobs`` at most ``max_parallel`` at a time, each with its own deadline.
 
     ``results[i]`` is filled as job ``i`` ends, so after a KeyboardInterrupt
     the caller knows which calls finished and which to mark cancelled.
+    Returns what the batch wrote straight to file descriptor 1 (capped).
     """
     route_tool_output()
-    _run_all(jobs, results, max_parallel, max_output)
+    with fd1_captured(limit=4 * max_output) as printed:
+        _run_all(jobs, results, max_parallel, max_output)
+    return cap("".join(printed), max_output)
 
 
 def _run_all(jobs: list[Job], results: list[Outcome | None], max_parallel: int,
@@ -179,7 +292,7 @@ def _run_all(jobs: list[Job], results: list[Outcome | None], max_parallel: int,
         now = time.monotonic()
         for future, (index, started) in list(running.items()):
             if future in done:
-                outcome = _outcome(jobs[index], future, max_output)
+                outcome = _outcome(future, max_output)
             elif now >= started + jobs[index].timeout:
                 outcome = _timed_out(jobs[index])
             else:
