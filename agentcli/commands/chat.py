@@ -257,7 +257,7 @@ class ChatSession:
             saved = self.store.save(self.conv)
         except SessionError as exc:
             self.conv.id = old_id
-            self.console.print(Text(f"agentcli: cannot save the session: {visible(str(exc))} "
+            self.console.print(Text(f"agentcli: error: {visible(str(exc))} "
                                     "(the conversation is still here: the next exchange or "
                                     "/save NAME tries again)", style="red"))
             return
