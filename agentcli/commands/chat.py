@@ -27,7 +27,7 @@ from ..endpoint import resolve
 from ..errors import AgentCLIError, Interrupted, SessionError, UsageError
 from ..events import Event, ToolFinished, ToolRecord
 from ..messages import Message, Usage
-from ..sessions import SessionStore
+from ..sessions import Saved, SessionStore
 from ..ui.approve import auto_approver
 from ..ui.chat_approve import ask_yes_no, chat_approver, muted_input
 from ..ui.console import stdout_console
@@ -117,7 +117,8 @@ class ChatSession:
         api_key = settings.api_key()
         notice = lambda text: console.print(Text(f"agentcli: {visible(text)}", style="dim"))  # noqa: E731
         settings = resolve(settings, api_key, notice)
-        chat = cls(opts, settings, console, SessionStore(), notice)
+        chat = cls(opts, settings, console, SessionStore(secrets=[api_key] if api_key else []),
+                   notice)
         if opts.resume:
             chat.resume(opts.session_id)
         return chat
@@ -130,12 +131,12 @@ class ChatSession:
     def resume(self, session_id: str | None) -> None:
         """Continue a saved session (the latest when no id); a corrupt one is left alone."""
         if session_id is None:
-            latest = self.store.list()
-            if not latest:
+            session_id = self.store.latest()
+            if session_id is None:
                 self.console.print("no saved session to resume; starting a new one")
                 return
-            session_id = latest[0].stem
-        if not self.store.path(session_id).exists():
+        file = self.store.path(session_id)
+        if not (file.exists() or file.is_symlink()):
             raise SessionError(f"no saved session '{session_id}' (see: agentcli sessions list)")
         try:
             conv = self.store.load(session_id)
@@ -151,6 +152,11 @@ class ChatSession:
         self.conv = conv
         turns = sum(1 for m in conv.messages if m.role == "user")
         self.console.print(f"{verb} session {visible(conv.id)} ({turns} exchanges; /history shows them)")
+        if not self.store.mark_open(conv.id):
+            self.console.print(Text(
+                f"agentcli: session {conv.id} is also open in another agentcli chat: the "
+                "exchanges of both are kept, each saved after what the other saved before it",
+                style="yellow"))
 
     # ---- the REPL
 
@@ -248,14 +254,25 @@ class ChatSession:
                 if self.store.path(name).exists():
                     raise SessionError(f"a session named '{name}' exists already")
                 self.conv.id = name
-            path = self.store.save(self.conv)
-        except (SessionError, OSError) as exc:
+            saved = self.store.save(self.conv)
+        except SessionError as exc:
             self.conv.id = old_id
-            self.console.print(Text(f"agentcli: cannot save the session: {visible(str(exc))}",
-                                    style="red"))
+            self.console.print(Text(f"agentcli: error: {visible(str(exc))} "
+                                    "(the conversation is still here: the next exchange or "
+                                    "/save NAME tries again)", style="red"))
             return
+        self._saved(saved, quiet)
+
+    def _saved(self, saved: Saved, quiet: bool) -> None:
+        if self.store.marked_open != self.conv.id:
+            self.store.mark_open(self.conv.id)
+        if saved.merged:
+            self.console.print(Text(
+                f"agentcli: session {self.conv.id} was also saved by another agentcli meanwhile: "
+                "its new messages are kept, before this exchange (/history shows them)",
+                style="yellow"))
         if not quiet:
-            self.console.print(f"saved session {self.conv.id} ({visible(str(path))})")
+            self.console.print(f"saved session {self.conv.id} ({visible(str(saved.path))})")
 
     def load(self, session_id: str) -> None:
         """Save the current conversation and continue a saved one (``/load``)."""
@@ -270,6 +287,7 @@ class ChatSession:
     def new_conversation(self) -> None:
         """Save the current conversation and start an empty one (``/clear``)."""
         self.save(quiet=True)
+        self.store.close_marker()
         self.conv = self._fresh()
         self.console.print(f"new conversation: session {self.conv.id}")
 

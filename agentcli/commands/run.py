@@ -8,12 +8,15 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from ..conversation import Conversation
+from ..config import Settings
+from ..conversation import Conversation, new_id
 from ..endpoint import resolve
-from ..errors import Interrupted, MaxStepsReached, UsageError
+from ..errors import Interrupted, MaxStepsReached, SessionError, UsageError
 from ..events import Event, Notice, TextDelta, ToolFinished, TurnResult
 from ..sessions import SessionStore
+from ..ui.console import stderr_console
 from ..ui.render import plugin_output, tool_result_line
+from ..ui.safe_text import visible
 from .common import (CommonOptions, build_agent, build_registry, choose_approver,
                      load_settings, reported, stderr, stdin_is_terminal, tool_choice)
 
@@ -90,25 +93,63 @@ def _run(opts: RunOptions, console: Console) -> int:
     notice = lambda text: console.print(f"agentcli: {text}")  # noqa: E731
     settings = resolve(settings, api_key, notice)
     registry = build_registry(settings, opts, console)
-    store = SessionStore()
-    conv = store.load(opts.session) if opts.session else Conversation(model=settings.model)
-    if settings.system and (opts.system or not opts.session):
-        conv.set_system(settings.system)
+    store = SessionStore(secrets=[api_key] if api_key else [])
+    conv = _conversation(opts, settings, store)
     approve = choose_approver(yes=opts.yes, can_ask=stdin_is_terminal() and opts.query != "-")
     output = _Output(opts, console)
     agent = build_agent(settings, registry, approve=approve, on_event=output, notice=notice,
                         stream=not opts.no_stream, verbose=opts.verbose)
     saving = opts.save or opts.session is not None
+    wanted = conv.id
     try:
         result = agent.run_turn(conv, query, tool_choice=tool_choice(opts.tool_choice, registry))
     except MaxStepsReached as exc:
-        output.finish(exc.result, conv.id if saving else None)  # type: ignore[attr-defined]
+        output.finish(exc.result, _save(store, conv, console) if saving else None)  # type: ignore[attr-defined]
         raise
-    except Interrupted:
-        conv.repair("cancelled: the user interrupted the run")
-        raise
-    finally:
+    except BaseException as exc:
+        if isinstance(exc, Interrupted):
+            conv.repair("cancelled: the user interrupted the run")
         if saving:
-            store.save(conv)
-    output.finish(result, conv.id if saving else None)
-    return 0
+            _save(store, conv, console)
+        raise
+    saved = _save(store, conv, console) if saving else None
+    output.finish(result, saved)
+    return 1 if saving and saved != wanted else 0
+
+
+def _conversation(opts: RunOptions, settings: Settings, store: SessionStore) -> Conversation:
+    """The saved session to continue, or a new conversation; with the system prompt."""
+    conv = store.load(opts.session) if opts.session else Conversation(model=settings.model)
+    if settings.system and (opts.system or not opts.session):
+        conv.set_system(settings.system)
+    return conv
+
+
+def _save(store: SessionStore, conv: Conversation, console: Console) -> str | None:
+    """Save the session and return the id it went to (None: not saved).
+
+    A failure is one line on stderr, even with --quiet; the answer is printed
+    all the same. When the session cannot take the turn (locked by another process
+    for too long, or made unreadable meanwhile), the turn is kept under a new id.
+    """
+    try:
+        if store.save(conv).merged:
+            console.print(f"agentcli: session {conv.id} was also saved by another process "
+                          "meanwhile; this turn was added after what it saved")
+        return conv.id
+    except SessionError as exc:
+        where = _save_elsewhere(store, conv)
+        kept = f"this turn was saved as session {where} instead" if where else "this turn was not saved"
+        stderr_console().print(f"agentcli: error: {visible(str(exc))}; {kept}")
+        return where
+
+
+def _save_elsewhere(store: SessionStore, conv: Conversation) -> str | None:
+    """Save ``conv`` under a new id; the id, or None if that failed too."""
+    old, conv.id = conv.id, new_id()
+    try:
+        store.save(conv)
+    except SessionError:
+        conv.id = old
+        return None
+    return conv.id

@@ -12,13 +12,12 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ..conversation import Conversation
-from ..errors import UsageError
+from ..errors import SessionError, UsageError
 from ..messages import Message
 from ..sessions import SessionStore
 from ..ui.console import stdout_console
@@ -30,10 +29,11 @@ from .common import reported
 FORMATS = ("md", "json")
 
 
-def _peek(path: Path) -> Conversation | None:
+def _peek(store: SessionStore, path: Path) -> Conversation | None:
+    """The session in ``path``, or None if it cannot be read (corrupt, a link, gone)."""
     try:
-        return Conversation.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, ValidationError):
+        return store.load(path.stem)
+    except SessionError:
         return None
 
 
@@ -56,9 +56,10 @@ def session_table(store: SessionStore, *, limit: int | None = None) -> Table | T
         return Text("no saved sessions")
     table = Table("id", "updated", "messages", "first message", box=None, padding=(0, 2, 0, 0))
     for path in files:
-        conv = _peek(path)
+        conv = _peek(store, path)
         if conv is None:
-            table.add_row(visible(path.stem), "", "", Text("(corrupt: cannot be read)", style="red"))
+            table.add_row(visible(path.stem), "", "",
+                          Text("(corrupt or unreadable: skipped)", style="red"))
             continue
         table.add_row(Text(visible(path.stem), style="bold"), _when(conv.updated),
                       str(len(conv.messages)), short(first_user_text(conv), 50))
