@@ -26,7 +26,7 @@ from ..errors import InvalidArguments
 from .base import Tool
 from .disguise import SecretForms, strings
 from .netguard import (Deadline, GuardedBackend, GuardedTransport, HostPolicy, HttpFailed,
-                       HttpRefused, HttpTimeout, Resolver, check_target, default_port,
+                       HttpRefused, HttpTimeout, Resolver, check_target, clip, default_port,
                        parse_url)
 
 MAX_REDIRECTS = 5
@@ -180,7 +180,7 @@ def next_request(client: httpx.Client, request: httpx.Request, status: int, loca
     try:
         target = request.url.join(location)
     except (httpx.InvalidURL, UnicodeError) as exc:
-        raise HttpFailed(f"redirect to an invalid URL {location!r}: {exc}") from None
+        raise HttpFailed(f"redirect to an invalid URL {clip(location)}: {str(exc)[:200]}") from None
     check_target(target, policy, HttpRefused, location)
     method, content = request.method, request.content
     headers = request.headers.copy()
