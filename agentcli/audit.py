@@ -8,12 +8,14 @@ and result size. ``stats`` summarises the log per tool.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import statistics
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,25 +64,77 @@ def entry(record: ToolRecord, session: str | None, secrets: Iterable[str] = ()) 
     return line
 
 
-class AuditLog:
-    """Appends one line per call; a log that cannot be written never stops a call."""
+Warn = Callable[[str], None]
+_WARNED: set[str] = set()
+"""Audit logs already reported as unwritable in this process (one warning each)."""
+_NOT_FOLLOWED = "it is a symbolic link, which is not followed"
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+"""No symbolic link is followed; a FIFO without a reader fails (ENXIO) instead of blocking."""
 
-    def __init__(self, path: Path, secrets: Iterable[str] = ()) -> None:
+
+class _Refused(OSError):
+    """The log is not written to on purpose; the message says why."""
+
+
+class AuditLog:
+    """Appends one line per call; a log that cannot be written never stops a call.
+
+    The log and its folder are opened without following symbolic links, and only
+    a regular file is written to. The first failure is passed to ``warn`` once
+    per process and path; the calls go on unlogged.
+    """
+
+    def __init__(self, path: Path, secrets: Iterable[str] = (), *,
+                 warn: Warn | None = None) -> None:
         self.path = path
         self.secrets = [s for s in secrets if s]
+        self.warn = warn
         self.failed: str | None = None
 
     def write(self, record: ToolRecord, *, session: str | None) -> None:
         line = json.dumps(entry(record, session, self.secrets), ensure_ascii=False) + "\n"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line.encode("utf-8"))
-            finally:
-                os.close(fd)
+            self._append(line.encode("utf-8"))
         except OSError as exc:
-            self.failed = f"cannot write the audit log {self.path}: {exc.strerror}"
+            self._failed(_reason(exc))
+
+    def _append(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            if not self.path.parent.is_symlink():
+                raise
+            raise _Refused(f"its folder {self.path.parent} is a symbolic link, "
+                           "which is not followed") from None
+        try:
+            fd = os.open(self.path.name, _APPEND, 0o600, dir_fd=folder)
+        finally:
+            os.close(folder)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _Refused("it is not a regular file")
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def _failed(self, reason: str) -> None:
+        self.failed = f"cannot write the audit log {self.path} ({reason})"
+        if self.warn is not None and str(self.path) not in _WARNED:
+            _WARNED.add(str(self.path))
+            self.warn(f"warning: {self.failed}; tool calls are not being logged "
+                      "(make it a writable regular file, or remove it)")
+
+
+def _reason(exc: OSError) -> str:
+    """Why a write failed, in words; ELOOP from O_NOFOLLOW means a symbolic link."""
+    if isinstance(exc, _Refused):
+        return str(exc)
+    if exc.errno == errno.ELOOP:
+        return _NOT_FOLLOWED
+    if exc.errno == errno.ENXIO:
+        return "it is not a regular file"
+    return exc.strerror or str(exc)
 
 
 def read(path: Path) -> list[dict[str, Any]]:

@@ -15,21 +15,46 @@ API keys are never stored here: ``api_key()`` reads the variable named by
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import paths
 from .errors import ConfigError
 
 Policy = Literal["auto", "ask", "deny"]
 
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+NOT_A_VARIABLE = ("not a valid environment variable name (letters, digits and _, such as "
+                  "OPENAI_API_KEY)")
+KEY_PASTED = ("this looks like a key itself; put the key in an environment variable and "
+              "name the variable here (such as OPENAI_API_KEY)")
+USERINFO = ("a user name or password in the URL (user:pass@host) is not allowed; put the "
+            "key in an environment variable and name it with api_key_env")
+UNSHOWN = ("api_key_env", "base_url")
+"""Keys whose rejected value is never repeated in a message: it may be a secret."""
+
+
+DAY = 86_400.0
+"""The longest time-out or cool-down, in seconds: a longer one is a typo (or ``inf``)."""
+TOKENS = 100_000_000
+"""More tokens than any model has (max_tokens, context_window)."""
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _seconds(default: float | None, *, low: float = 0.0, strict_low: bool = True) -> Any:
+    """A field of seconds: finite, above ``low`` (or at least it), at most a day."""
+    if strict_low:
+        return Field(default=default, strict=True, gt=low, le=DAY)
+    return Field(default=default, strict=True, ge=low, le=DAY)
 
 
 class ModelParams(_Strict):
@@ -40,41 +65,55 @@ class ModelParams(_Strict):
     api_key_env: str | None = None
     api: Literal["chat", "responses"] | None = None
     fallback_model: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = Field(default=None, gt=0)
-    seed: int | None = None
+    temperature: float | None = Field(default=None, strict=True, ge=0, le=2)
+    top_p: float | None = Field(default=None, strict=True, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, strict=True, gt=0, le=TOKENS)
+    seed: int | None = Field(default=None, strict=True, ge=-(2**63), lt=2**63)
     parallel_tool_calls: bool | None = None
-    context_window: int | None = Field(default=None, gt=0)
+    context_window: int | None = Field(default=None, strict=True, gt=0, le=TOKENS)
     extra_body: dict[str, Any] | None = None
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not is_variable_name(value):
+            raise ValueError(NOT_A_VARIABLE if len(value) < 16 else KEY_PASTED)
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_userinfo(cls, value: str | None) -> str | None:
+        if value is not None and has_userinfo(value):
+            raise ValueError(USERINFO)
+        return value
 
 
 class ToolLimit(_Strict):
     """Guards for one tool (``[tools.limits.NAME]``); unset values fall back."""
 
-    timeout: float | None = Field(default=None, gt=0)
-    max_calls_per_minute: int | None = Field(default=None, ge=1)
-    breaker_failures: int | None = Field(default=None, ge=1)
-    breaker_cooldown: float | None = Field(default=None, ge=0)
+    timeout: float | None = _seconds(None)
+    max_calls_per_minute: int | None = Field(default=None, strict=True, ge=1, le=100_000)
+    breaker_failures: int | None = Field(default=None, strict=True, ge=1, le=1_000)
+    breaker_cooldown: float | None = _seconds(None, strict_low=False)
 
 
 class ToolSettings(_Strict):
     policy: dict[str, Policy] = {}
-    timeout: float = Field(default=30.0, gt=0)
-    max_parallel: int = Field(default=4, ge=1, le=64)
-    max_output: int = Field(default=16_000, ge=100)
+    timeout: float = _seconds(30.0)
+    max_parallel: int = Field(default=4, strict=True, ge=1, le=64)
+    max_output: int = Field(default=16_000, strict=True, ge=100, le=100_000_000)
     strict: bool = False
     dirs: list[str] = []
-    breaker_failures: int = Field(default=3, ge=1)
-    breaker_cooldown: float = Field(default=60.0, ge=0)
+    breaker_failures: int = Field(default=3, strict=True, ge=1, le=1_000)
+    breaker_cooldown: float = _seconds(60.0, strict_low=False)
     limits: dict[str, ToolLimit] = {}
 
 
 class HttpSettings(_Strict):
     allow_hosts: list[str] = []
     allow_private: bool = False
-    timeout: float = Field(default=20.0, gt=0)
-    max_bytes: int = Field(default=1_000_000, gt=0)
+    timeout: float = _seconds(20.0)
+    max_bytes: int = Field(default=1_000_000, strict=True, gt=0, le=1_000_000_000)
 
 
 class Settings(ModelParams):
@@ -83,9 +122,9 @@ class Settings(ModelParams):
     profile: str | None = None
     api_key_env: str | None = "OPENAI_API_KEY"
     api: Literal["chat", "responses"] | None = "chat"
-    request_timeout: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=2, ge=0, le=10)
-    max_steps: int = Field(default=10, ge=1)
+    request_timeout: float = _seconds(120.0)
+    max_retries: int = Field(default=2, strict=True, ge=0, le=10)
+    max_steps: int = Field(default=10, strict=True, ge=1, le=10_000)
     system: str | None = None
     tools: ToolSettings = ToolSettings()
     http: HttpSettings = HttpSettings()
@@ -95,6 +134,23 @@ class Settings(ModelParams):
         """The API key from the environment variable named by ``api_key_env``."""
         env = os.environ if env is None else env
         return env.get(self.api_key_env or "OPENAI_API_KEY") or None
+
+
+def is_variable_name(value: str) -> bool:
+    """Whether ``value`` is an environment variable name and does not look like a key
+    (long, with lower-case letters and digits, as keys are and variable names are not)."""
+    if not _VARIABLE.fullmatch(value):
+        return False
+    return not (len(value) >= 32 and re.search("[a-z]", value) and re.search("[0-9]", value))
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether ``url`` carries ``user@`` or ``user:pass@`` before its host."""
+    try:
+        netloc = urllib.parse.urlsplit(url.strip()).netloc
+    except ValueError:
+        return "@" in url
+    return "@" in netloc
 
 
 class Loaded(BaseModel):
@@ -138,9 +194,13 @@ def describe_error(exc: ValidationError) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
+    message = err["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    if err["loc"] and err["loc"][-1] in UNSHOWN:
+        return f"key '{key}': {message}"
     got = err.get("input")
     shown = repr(got) if not isinstance(got, dict) else "a table"
-    return f"key '{key}': {err['msg'].lower()} (got {shown})"
+    return f"key '{key}': {message} (got {shown})"
 
 
 def merge(layers: list[Layer]) -> tuple[dict[str, Any], dict[str, str]]:

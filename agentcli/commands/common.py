@@ -131,9 +131,17 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
                     tool_timeout=tools.timeout, max_output=tools.max_output,
                     context_window=settings.context_window or DEFAULT_CONTEXT,
                     reply_tokens=settings.max_tokens or 0)
-    audit = AuditLog(paths.audit_log(), secrets=[api_key] if api_key else [])
+    audit = audit_log([api_key] if api_key else [])
     return Agent(provider, registry, approve=approve, on_event=on_event, limits=limits,
                  stream=stream, tool_settings=tools, audit=audit, strict=tools.strict)
+
+
+def audit_log(secrets: list[str]) -> AuditLog:
+    """The audit log; if it cannot be written, one warning line on stderr (even with
+    --quiet: calls going unlogged is worth knowing)."""
+    console = stderr_console()
+    return AuditLog(paths.audit_log(), secrets=secrets,
+                    warn=lambda text: console.print(f"agentcli: {visible(text)}"))
 
 
 def stderr(opts: CommonOptions) -> Console:

@@ -19,8 +19,8 @@ from ..tools.loader import LoadReport, load_dir, plugin_files
 from ..tools.registry import ToolRegistry
 from ..ui.render import plugin_output, stats_text
 from ..ui.safe_text import visible
-from .common import (CommonOptions, build_registry, choose_approver, load_settings, reported,
-                     stderr, stdin_is_terminal, tool_dirs)
+from .common import (CommonOptions, audit_log, build_registry, choose_approver, load_settings,
+                     reported, stderr, stdin_is_terminal, tool_dirs)
 
 
 def _registry(opts: CommonOptions, console: Console) -> tuple[Any, ToolRegistry]:
@@ -102,7 +102,7 @@ def call_tool(opts: CommonOptions, name: str, items: list[str]) -> int:
         executor = ToolExecutor(registry, approve=approve, tool_settings=t,
                                 limits=Limits(max_parallel=1, tool_timeout=t.timeout,
                                               max_output=t.max_output),
-                                audit=audit.AuditLog(paths.audit_log()))
+                                audit=audit_log([k for k in [settings.api_key()] if k]))
         call = ToolCall(id="call_manual", name=name, arguments=json.dumps(arguments))
         record = executor.run(Conversation(), [call])[0]
         if record.output.strip():

@@ -28,8 +28,8 @@ __all__ = ["CalculatorError", "evaluate"]
 Number = int | float
 
 MAX_CHARS = 1_000
-MAX_NODES = 200
-MAX_DEPTH = 50
+MAX_NODES = 600  # numbers, names and operations: a sum of 300 terms
+MAX_DEPTH = 50  # nesting levels; a chain such as 1+2-3+... is one level
 MAX_DIGITS = 10_000
 MAX_BITS = 33_220  # the bit length of the largest 10,000-digit integer
 SMALL_BITS = 4_096  # the cost pass computes integers up to this size exactly
@@ -278,20 +278,40 @@ def _operands(node: ast.AST) -> list[ast.expr]:
     return list(node.args) if isinstance(node, ast.Call) else []
 
 
+_GROUPS: dict[type, int] = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.Div: 2,
+                            ast.FloorDiv: 2, ast.Mod: 2}
+"""Left-associative operators of one precedence level: a chain of them is one level."""
+
+
+def _children(node: ast.AST, depth: int) -> list[tuple[ast.expr, int]]:
+    """The sub-expressions of ``node`` with their nesting depth.
+
+    Python parses ``1+2-3`` as ``(1+2)-3``; the left operand of a chain of
+    operators of the same precedence stays on the chain's level, so a long sum
+    is one level deep and only parentheses, calls and unary signs nest.
+    """
+    children = [(child, depth + 1) for child in _operands(node)]
+    if (isinstance(node, ast.BinOp) and isinstance(node.left, ast.BinOp)
+            and _GROUPS.get(type(node.op), 0) == _GROUPS.get(type(node.left.op), -1)):
+        children[0] = (node.left, depth)
+    return children
+
+
 def _check_shape(tree: ast.Expression) -> None:
-    """Walk the tree without recursion, capping node count and depth and checking each node."""
+    """Walk the tree without recursion, capping node count and nesting, checking each node."""
     stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
     count = 0
     while stack:
         node, depth = stack.pop()
         count += 1
         if count > MAX_NODES:
-            raise CalculatorError(f"the expression is too complex (more than {MAX_NODES} "
-                                  "numbers, names and operations)")
+            raise CalculatorError(f"the expression is too long: at most {MAX_NODES} numbers, "
+                                  f"names and operations (a sum of {MAX_NODES // 2} terms)")
         if depth > MAX_DEPTH:
-            raise CalculatorError(f"the expression is too deeply nested (over {MAX_DEPTH} levels)")
+            raise CalculatorError(f"the expression is too deeply nested (over {MAX_DEPTH} "
+                                  "levels of parentheses, function calls or signs)")
         _check_node(node)
-        stack.extend((child, depth + 1) for child in _operands(node))
+        stack.extend(_children(node, depth))
 
 
 def _check_node(node: ast.AST) -> None:
@@ -358,6 +378,21 @@ def _apply(function: Callable[..., Number], *args: Number) -> Number:
         raise CalculatorError(_describe(exc)) from None
 
 
+def _left_spine(node: ast.BinOp) -> tuple[ast.expr, list[ast.BinOp]]:
+    """The leftmost operand under ``node`` and the operations above it, innermost first.
+
+    ``1+2+...+n`` is a left-deep tree as tall as it is long; walking its left
+    spine in a loop keeps the stack flat however many terms it has.
+    """
+    chain: list[ast.BinOp] = []
+    current: ast.expr = node
+    while isinstance(current, ast.BinOp):
+        chain.append(current)
+        current = current.left
+    chain.reverse()
+    return current, chain
+
+
 def _estimate(node: ast.expr) -> Number:
     """The cost pass: compute small values, track big ones as ``_Big``, refuse the too big."""
     if isinstance(node, ast.Constant):
@@ -368,7 +403,11 @@ def _estimate(node: ast.expr) -> Number:
         value = _estimate(node.operand)
         return value if isinstance(value, _Big) else _apply(_OPERATORS[type(node.op)], value)
     if isinstance(node, ast.BinOp):
-        return _estimate_binop(type(node.op), _estimate(node.left), _estimate(node.right))
+        first, chain = _left_spine(node)
+        value = _estimate(first)
+        for link in chain:
+            value = _estimate_binop(type(link.op), value, _estimate(link.right))
+        return value
     args = [_estimate(child) for child in _operands(node)]
     if not isinstance(node, ast.Call):  # a comparison: only its operands can be expensive
         return _Big(0)
@@ -422,6 +461,16 @@ class _NumberEval(SimpleEval):  # type: ignore[misc]
                          functions={name: entry[0] for name, entry in _FUNCTIONS.items()})
         allowed = (ast.Constant, ast.Name, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Call)
         self.nodes = {kind: handler for kind, handler in self.nodes.items() if kind in allowed}
+        self.nodes[ast.BinOp] = self._eval_chain
+
+    def _eval_chain(self, node: ast.BinOp) -> Number:
+        """A binary operation whose left-hand chain is evaluated in a loop (simpleeval's own
+        handler recurses once per term, and fails near 500 terms)."""
+        first, chain = _left_spine(node)
+        value = self._eval(first)
+        for link in chain:
+            value = self.operators[type(link.op)](value, self._eval(link.right))
+        return value
 
 
 def _evaluate_tree(tree: ast.Expression) -> str:

@@ -13,8 +13,6 @@ time, against the address actually connected to.
 from __future__ import annotations
 
 import hashlib
-import json as jsonlib
-import urllib.parse
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
@@ -26,8 +24,9 @@ import httpx
 from ..config import HttpSettings
 from ..errors import InvalidArguments
 from .base import Tool
+from .disguise import SecretForms, strings
 from .netguard import (Deadline, GuardedBackend, GuardedTransport, HostPolicy, HttpFailed,
-                       HttpRefused, HttpTimeout, Resolver, check_target, default_port,
+                       HttpRefused, HttpTimeout, Resolver, check_target, clip, default_port,
                        parse_url)
 
 MAX_REDIRECTS = 5
@@ -35,8 +34,6 @@ REDIRECTS = (301, 302, 303, 307, 308)
 CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
 FORBIDDEN_HEADERS = frozenset({"host", "transfer-encoding", "content-length", "connection",
                                "keep-alive", "te", "trailer", "upgrade", "accept-encoding"})
-MIN_SECRET = 8
-"""Shorter "keys" (dummies such as "x" for local servers) are not looked for."""
 DEFAULT_HEADERS = {"User-Agent": "agentcli", "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TEXT_SUBTYPES = ("json", "xml", "javascript", "ecmascript", "x-www-form-urlencoded", "yaml",
@@ -62,28 +59,37 @@ def check_headers(headers: Mapping[str, str]) -> None:
                                    "the tool call; leave it out")
 
 
-def check_secrets(arguments: Mapping[str, Any], secrets: list[str]) -> None:
-    """Refuse a call whose URL, params, headers or body carry one of ``secrets``."""
-    keys = [s for s in secrets if len(s) >= MIN_SECRET]
-    if not keys:
+_PARTS = {"url": "URL", "params": "query parameters", "json": "JSON body", "data": "body"}
+
+
+def check_secrets(arguments: Mapping[str, Any], secrets: SecretForms) -> None:
+    """Refuse a call that carries a secret, in any disguise, in any part the model wrote:
+    the URL (host, path and query), params, header names and values, json or data."""
+    if not secrets:
         return
-    text = jsonlib.dumps(arguments, ensure_ascii=False, default=str)
-    url = str(arguments.get("url") or "")
-    haystacks = [text, url, urllib.parse.unquote_plus(url)]
-    if any(key in hay for key in keys for hay in haystacks):
-        raise InvalidArguments("refused: the request contains the model API key; it must "
-                               "never be sent to a tool")
+    for part, value in arguments.items():
+        try:
+            found = next((form for text in strings(value)
+                          if (form := secrets.find(text)) is not None), None)
+        except ValueError as exc:
+            raise InvalidArguments(f"refused: the {part} is too large to check ({exc})") from None
+        if found is not None:
+            shown = "" if found == "as is" else f", {found}"
+            raise InvalidArguments(f"refused: the model API key is in the {_PARTS.get(part, part)}"
+                                   f"{shown}; it must never be sent to a tool")
 
 
 def make_check(policy: HostPolicy, secrets: list[str]) -> Callable[[dict[str, Any]], None]:
     """The ``Tool.check`` hook shared by both tools."""
+    forms = SecretForms(secrets)
+
     def check(kwargs: dict[str, Any]) -> None:
+        check_secrets(kwargs, forms)  # first: no other message may repeat the key
         url = parse_url(kwargs["url"], kwargs.get("params"))
         check_target(url, policy, InvalidArguments, kwargs["url"])
         check_headers(kwargs.get("headers") or {})
         if kwargs.get("json") is not None and kwargs.get("data") is not None:
             raise InvalidArguments("give either json or data, not both")
-        check_secrets(kwargs, secrets)
     return check
 
 
@@ -174,7 +180,7 @@ def next_request(client: httpx.Client, request: httpx.Request, status: int, loca
     try:
         target = request.url.join(location)
     except (httpx.InvalidURL, UnicodeError) as exc:
-        raise HttpFailed(f"redirect to an invalid URL {location!r}: {exc}") from None
+        raise HttpFailed(f"redirect to an invalid URL {clip(location)}: {str(exc)[:200]}") from None
     check_target(target, policy, HttpRefused, location)
     method, content = request.method, request.content
     headers = request.headers.copy()

@@ -35,6 +35,7 @@ import re
 import socket
 import threading
 import time
+import unicodedata
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
@@ -66,6 +67,14 @@ _V6_NETS = [(ipaddress.IPv6Network(net), name) for net, name in [
     ("fc00::/7", "unique-local"),
 ]]
 _HOST_RE = re.compile(r"^([a-z0-9_-]+(\.[a-z0-9_-]+)*|[0-9a-f:.]*:[0-9a-f:.%a-z]*)$")
+_LABEL_RE = re.compile(r"[a-z0-9_-]+")
+MAX_URL = 8_192
+"""The longest URL accepted, in characters (after params are merged into it)."""
+MAX_HOST = 253
+MAX_LABEL = 63
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
+"""Unicode categories never allowed in a URL: controls, format characters (bidi
+overrides, zero-width), surrogates and every kind of space."""
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _SIIT = ipaddress.IPv6Network("::ffff:0:0:0/96")
 _COMPAT = ipaddress.IPv6Network("::/96")
@@ -222,11 +231,82 @@ class HostPolicy:
 
 def parse_url(url: str, params: Mapping[str, str] | None = None) -> httpx.URL:
     """Parse ``url`` (with ``params`` merged into its query) or raise InvalidArguments."""
+    problem = url_problem(url) if isinstance(url, str) else "it is not text"
+    if problem:
+        raise InvalidArguments(f"invalid URL: {problem}")
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, UnicodeError, TypeError) as exc:
-        raise InvalidArguments(_numeric_refusal(url) or f"invalid URL {url!r}: {exc}") from None
-    return parsed.copy_merge_params(dict(params)) if params else parsed
+        raise InvalidArguments(_numeric_refusal(url) or
+                               f"invalid URL {clip(url)}: {_parse_failure(exc)}") from None
+    parsed = parsed.copy_merge_params(dict(params)) if params else parsed
+    if len(str(parsed)) > MAX_URL:
+        raise InvalidArguments(f"invalid URL: with its parameters it is {len(str(parsed)):,} "
+                               f"characters long (the limit is {MAX_URL:,})")
+    return parsed
+
+
+def _parse_failure(exc: Exception) -> str:
+    text = str(exc)[:200]
+    if "IDNA" in text:
+        return f"the host name cannot be written as an internationalized (IDNA) name ({text})"
+    return text
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` as written cannot be a URL (too long, a control character or a
+    space in it), or None."""
+    if len(url) > MAX_URL:
+        return f"it is {len(url):,} characters long (the limit is {MAX_URL:,})"
+    for position, char in enumerate(url):
+        if char.isspace() or unicodedata.category(char) in _INVISIBLE:
+            name = unicodedata.name(char, "a control character")
+            return (f"it contains U+{ord(char):04X} ({name}) at position {position}; URLs "
+                    "cannot hold control characters or spaces (write a space as %20)")
+    return None
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` (ASCII, as from ``normal_host``) is not a usable host name, or None.
+
+    IP literals pass; a name must have labels of 1 to 63 letters, digits, ``-``
+    or ``_`` not starting or ending with ``-``, at most 253 characters in all,
+    and every ``xn--`` label must decode as IDNA.
+    """
+    if ":" in host or re.fullmatch(r"[0-9.]+", host):
+        return None if valid_host(host) else f"{clip(host)} is not a valid IP address"
+    if not host:
+        return "it has no host name"
+    if len(host) > MAX_HOST:
+        return f"the host name is {len(host):,} characters long (the limit is {MAX_HOST})"
+    for label in host.split("."):
+        problem = _label_problem(label)
+        if problem:
+            return f"the host name {clip(host)} {problem}"
+    return None
+
+
+def _label_problem(label: str) -> str | None:
+    if not label:
+        return "has an empty label (two dots in a row, or a dot at the start)"
+    if len(label) > MAX_LABEL:
+        return f"has a label of {len(label)} characters (the limit is {MAX_LABEL})"
+    if not _LABEL_RE.fullmatch(label):
+        bad = next(c for c in label if not _LABEL_RE.fullmatch(c))
+        return f"contains {bad!r}, which host names cannot hold"
+    if label.startswith("-") or label.endswith("-"):
+        return f"has a label that starts or ends with '-' ({clip(label)})"
+    if label.startswith("xn--"):
+        try:
+            label.encode("ascii").decode("idna")
+        except UnicodeError:
+            return f"has a label {clip(label)} that is not a valid internationalized (IDNA) name"
+    return None
+
+
+def clip(text: str, limit: int = 100) -> str:
+    """``text`` quoted, cut to about ``limit`` characters: a long URL is not repeated whole."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
 
 
 def _numeric_refusal(url: str) -> str:
@@ -259,9 +339,10 @@ def check_target(url: httpx.URL, policy: HostPolicy, error: type[Exception],
     if url.userinfo or "@" in _netloc(raw or str(url)):
         raise error("refused: URLs with a user name or password (user@host) are not allowed")
     if not url.raw_host:
-        raise error(f"refused: {str(url)!r} has no host")
-    if not valid_host(normal_host(url.raw_host.decode("ascii"))):
-        raise error(f"refused: {url.host!r} is not a valid host name")
+        raise error(f"invalid URL {clip(raw or str(url))}: it has no host")
+    problem = host_problem(normal_host(url.raw_host.decode("ascii")))
+    if problem:
+        raise error(f"invalid URL: {problem}")
     try:
         policy.check_port(url.raw_host.decode("ascii"), url.port or default_port(url))
     except HttpRefused as exc:
