@@ -3,7 +3,8 @@
 Servers differ, and this is where the differences stop: arguments sent as a
 JSON object instead of a string, missing or empty ids, a missing ``index``,
 several calls that share index 0 but carry distinct ids (Ollama), a whole
-call in one chunk, and a reply cut off by the token limit in the middle of a
+call in one chunk, two calls that share one id (kept apart, the second given
+a fresh id), and a reply cut off by the token limit in the middle of a
 call's arguments. Works on plain dicts (``chunk.to_dict()``), so a field the
 SDK's types do not expect cannot trip it.
 """
@@ -37,9 +38,9 @@ class ToolCallAssembler:
 
     def feed(self, delta: dict[str, Any]) -> None:
         """Apply one element of a delta's ``tool_calls`` list."""
-        partial = self._target(delta.get("index"), delta.get("id") or "")
         function = delta.get("function") or {}
         name = function.get("name")
+        partial = self._target(delta.get("index"), delta.get("id") or "", bool(name))
         if name and not partial.name:
             partial.name = name
         args = function.get("arguments")
@@ -48,17 +49,29 @@ class ToolCallAssembler:
         elif isinstance(args, str):
             partial.parts.append(args)
 
-    def _target(self, index: Any, call_id: str) -> _Partial:
-        index = index if isinstance(index, int) else None
-        if call_id:
-            for partial in self._calls:
-                if partial.id == call_id:
-                    return partial
+    def _target(self, index: Any, call_id: str, named: bool) -> _Partial:
+        """The call a delta continues, or a new one.
+
+        A call is known by its index when the server sends one, else by its id,
+        else it is the latest call. A delta naming a function for a call that is
+        already named and complete starts another call, even with the same
+        index or id: a server that repeats an id must not merge two calls.
+        """
+        index = index if isinstance(index, int) and not isinstance(index, bool) else None
+        partial = self._find(index, call_id)
+        if partial is None or (named and partial.name and _is_json("".join(partial.parts))):
             return self._new(index, call_id)
+        partial.id = partial.id or call_id
+        return partial
+
+    def _find(self, index: int | None, call_id: str) -> _Partial | None:
         for partial in reversed(self._calls):
-            if index is None or partial.index == index:
+            if index is not None and partial.index == index:
+                # Ollama sends every call with index 0: a new id is a new call.
+                return None if call_id and partial.id and partial.id != call_id else partial
+            if index is None and (not call_id or partial.id == call_id):
                 return partial
-        return self._new(index, "")
+        return None
 
     def _new(self, index: int | None, call_id: str) -> _Partial:
         partial = _Partial(index=index, id=call_id)

@@ -13,6 +13,7 @@ imports the UI.
      │    ├── ModelTimeout        no answer in time
      │    ├── ModelConnectionError server unreachable
      │    ├── StreamError         the stream stopped before it finished
+     │    ├── MalformedReply      a chunk or reply of the wrong shape
      │    └── TruncatedReply      the reply hit the token limit inside a tool call
      ├── ToolError                a tool could not be run
      │    ├── ToolNotFound
@@ -66,6 +67,11 @@ class ModelConnectionError(ModelError):
 
 class StreamError(ModelError):
     """The stream ended before the server said it was done."""
+
+
+class MalformedReply(ModelError):
+    """The server sent a chunk or a reply whose shape is wrong (a number where
+    text belongs, a string where a list belongs, not JSON at all)."""
 
 
 class TruncatedReply(ModelError):

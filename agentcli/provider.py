@@ -10,6 +10,8 @@ the API key scrubbed from anything that could echo it.
 from __future__ import annotations
 
 import email.utils
+import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -18,15 +20,18 @@ from typing import Any
 
 import openai
 
+from . import shapes
 from .assemble import ToolCallAssembler
 from .config import Settings
-from .errors import (AuthError, ModelConnectionError, ModelError, ModelTimeout, RateLimited,
-                     StreamError)
+from .errors import (AuthError, MalformedReply, ModelConnectionError, ModelError, ModelTimeout,
+                     RateLimited, StreamError)
 from .messages import ToolCall, Usage
 
 #: Fields some servers reject; dropped and remembered after one 400 naming them.
 OPTIONAL_FIELDS = ("parallel_tool_calls", "stream_options")
 MAX_RETRY_AFTER = 60.0
+#: A wait longer than this is announced (a notice), not only logged.
+ANNOUNCE_WAIT = 3.0
 
 
 @dataclass
@@ -96,14 +101,20 @@ class ChatProvider:
                 if emitted or attempt >= self.settings.max_retries:
                     raise retry.error from None
                 attempt += 1
-                delay = retry.delay or _backoff(attempt)
-                self._log(f"{retry.error}; retry {attempt} of {self.settings.max_retries} "
-                          f"in {delay:.1f} s")
-                self._sleep(delay)
+                self._wait(retry, attempt)
                 continue
             self._log(f"reply: finish_reason={reply.finish_reason} tool_calls={len(reply.tool_calls)} "
                       f"usage={reply.usage.model_dump() if reply.usage else None}")
             return reply
+
+    def _wait(self, retry: _Retry, attempt: int) -> None:
+        """Sleep before a retry; a wait of more than a few seconds is announced."""
+        delay = retry.delay or _backoff(attempt)
+        of = f"retry {attempt} of {self.settings.max_retries}"
+        self._log(f"{retry.error}; {of} in {delay:.1f} s")
+        if delay > ANNOUNCE_WAIT:
+            self._notice(f"{retry.error}; retrying in {delay:.0f} s ({of})")
+        self._sleep(delay)
 
     def _log(self, text: str) -> None:
         if self._debug is not None:
@@ -144,6 +155,10 @@ class ChatProvider:
             return self._whole(self._create(request), on_text)
         except openai.APIError as exc:
             raise self._translate(exc, request) from None
+        except shapes.Malformed as exc:
+            # Like a dropped stream: retried only while no text was shown.
+            raise _Retry(MalformedReply(f"{self._where()} sent a malformed reply "
+                                        f"({self._scrub(str(exc))})"), 0) from None
         except (ModelError, _DropField, _Retry):
             raise
         except Exception as exc:  # a transport error the SDK did not wrap
@@ -159,21 +174,22 @@ class ChatProvider:
         text: list[str] = []
         try:
             self._read_stream(stream, reply, calls, text, on_text)
+        except json.JSONDecodeError as exc:
+            raise shapes.Malformed(f"a chunk is not valid JSON: {exc}") from None
         except (openai.APIError, OSError, ValueError, RuntimeError) as exc:
             # Retried only while no text was shown; no tool has run, so none runs twice.
-            raise _Retry(StreamError(self._where() + " stopped sending in the middle of the reply "
-                                     f"({self._scrub(_cause(exc))}); the partial answer was "
-                                     "discarded"), 0) from None
+            raise _Retry(StreamError(f"{self._where()} stopped sending in the middle of the "
+                                     f"reply ({self._scrub(_cause(exc))})"), 0) from None
         if reply.finish_reason is None:
-            raise _Retry(StreamError(self._where() + " closed the stream before the reply was "
-                                     "complete; the partial answer was discarded"), 0)
+            raise _Retry(StreamError(f"{self._where()} closed the stream in the middle of the "
+                                     "reply"), 0)
         return _finalise(reply, "".join(text), calls)
 
     def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
                      text: list[str], on_text: Callable[[str], None]) -> None:
         with stream:
             for chunk in stream:
-                data = chunk.to_dict()
+                data = _data(chunk, shapes.CHAT_CHUNK, "a chunk")
                 reply.model = data.get("model") or reply.model
                 if data.get("usage"):
                     reply.usage = _usage(data["usage"])
@@ -188,7 +204,7 @@ class ChatProvider:
                         reply.finish_reason = choice["finish_reason"]
 
     def _whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
-        data = completion.to_dict()
+        data = _data(completion, shapes.CHAT_COMPLETION, "the reply")
         choice = (data.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         reply = Reply(model=data.get("model") or self.model,
@@ -196,7 +212,7 @@ class ChatProvider:
                       usage=_usage(data["usage"]) if data.get("usage") else None)
         calls = ToolCallAssembler()
         for index, tc in enumerate(message.get("tool_calls") or []):
-            calls.feed({"index": index, **tc})
+            calls.feed({**tc, "index": index})
         if message.get("content"):
             on_text(message["content"])
         return _finalise(reply, message.get("content") or "", calls)
@@ -249,6 +265,15 @@ class _ServerError(ModelError):
     """5xx after every retry."""
 
 
+def _data(obj: Any, spec: Any, label: str) -> dict[str, Any]:
+    """A reply object from the SDK as a plain dict, its shape checked (``shapes``)."""
+    data = obj.to_dict(warnings=False) if hasattr(obj, "to_dict") else obj
+    if not isinstance(data, dict):
+        raise shapes.Malformed(f"{label} is {shapes.kind(data)}, not an object")
+    shapes.check(data, spec, label)
+    return data
+
+
 def _finalise(reply: Reply, content: str, calls: ToolCallAssembler) -> Reply:
     reply.content = content
     reply.tool_calls = calls.finish(reply.finish_reason)
@@ -286,18 +311,26 @@ def _code(exc: openai.APIError) -> str | None:
 
 
 def _retry_after(exc: openai.APIStatusError) -> float:
-    """Seconds from ``Retry-After`` (seconds or an HTTP date), capped; 0 if absent."""
-    value = exc.response.headers.get("retry-after", "").strip()
-    if not value:
+    """Seconds from ``Retry-After`` (seconds or an HTTP date), capped at
+    ``MAX_RETRY_AFTER``; 0 (use the backoff) when absent or unusable: not a
+    number or date, not finite, negative, or a date in the past."""
+    seconds = _seconds(exc.response.headers.get("retry-after", "").strip())
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return 0.0
+    return min(seconds, MAX_RETRY_AFTER) or 0.001  # 0 means now: retry at once
+
+
+def _seconds(value: str) -> float | None:
+    if not value:
+        return None
     try:
-        seconds = float(value)
+        return float(value)
     except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            seconds = 0.0
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER) or 0.001
+        pass
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def _backoff(attempt: int) -> float:

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from . import shapes
 from .assemble import ToolCallAssembler
 from .errors import ModelError
 from .messages import Usage
-from .provider import ChatProvider, Reply, _finalise
+from .provider import ChatProvider, Reply, _data, _finalise
 
 
 def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -76,8 +77,9 @@ class ResponsesProvider(ChatProvider):
                      text: list[str], on_text: Callable[[str], None]) -> None:
         with stream:
             for event in stream:
-                data = event.to_dict()
-                kind = data.get("type", "")
+                data = _data(event, {"type": str}, "an event")
+                kind = data.get("type") or ""
+                shapes.check(data, shapes.RESPONSES_EVENTS.get(kind, {}), "an event")
                 if kind == "response.output_text.delta" and data.get("delta"):
                     text.append(data["delta"])
                     on_text(data["delta"])
@@ -92,7 +94,7 @@ class ResponsesProvider(ChatProvider):
                     raise ModelError(f"{self._where()} failed the response: {_failure(data)}")
 
     def _whole(self, response: Any, on_text: Callable[[str], None]) -> Reply:
-        data = response.to_dict()
+        data = _data(response, shapes.RESPONSE, "the response")
         calls = ToolCallAssembler()
         parts: list[str] = []
         for index, item in enumerate(data.get("output") or []):

@@ -57,3 +57,24 @@ def test_cut_by_length_marks_only_the_unfinished_last_call():
 def test_length_with_a_complete_call_is_not_truncated():
     calls = deltas({"index": 0, "id": "1", "function": {"name": "f", "arguments": '{"a": 1}'}}).finish("length")
     assert not calls[0].truncated
+
+
+def test_a_repeated_id_never_merges_two_calls_whatever_the_index():
+    by_index = deltas({"index": 0, "id": "a", "function": {"name": "f", "arguments": ""}},
+                      {"index": 1, "id": "a", "function": {"name": "g", "arguments": ""}},
+                      {"index": 0, "function": {"arguments": "{}"}},
+                      {"index": 1, "function": {"arguments": '{"x": 1}'}}).finish("tool_calls")
+    no_index = deltas({"id": "a", "function": {"name": "f", "arguments": "{}"}},
+                      {"id": "a", "function": {"name": "g", "arguments": '{"x": 1}'}}).finish("stop")
+    index_zero = deltas({"index": 0, "id": "a", "function": {"name": "f", "arguments": "{}"}},
+                        {"index": 0, "id": "a", "function": {"name": "g", "arguments": '{"x": 1}'}}
+                        ).finish("stop")
+    for calls in (by_index, no_index, index_zero):
+        assert [(c.name, c.arguments) for c in calls] == [("f", "{}"), ("g", '{"x": 1}')]
+        assert calls[0].id == "a" and calls[1].id.startswith("call_") and calls[1].id != "a"
+    # but an id (and name) repeated on every delta of one call keeps it one call
+    calls = deltas({"index": 0, "id": "a", "function": {"name": "f", "arguments": ""}},
+                   {"index": 0, "id": "a", "function": {"arguments": '{"x"'}},
+                   {"index": 0, "id": "a", "function": {"name": "f", "arguments": ": 1}"}}
+                   ).finish("tool_calls")
+    assert [(c.id, c.name, c.arguments) for c in calls] == [("a", "f", '{"x": 1}')]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -11,12 +13,12 @@ from rich.console import Console
 from ..config import Settings
 from ..conversation import Conversation, new_id
 from ..endpoint import resolve
-from ..errors import Interrupted, MaxStepsReached, SessionError, UsageError
+from ..errors import AgentCLIError, Interrupted, MaxStepsReached, SessionError, UsageError
 from ..events import Event, Notice, TextDelta, ToolFinished, TurnResult
 from ..sessions import SessionStore
 from ..ui.console import stderr_console
-from ..ui.render import plugin_output, tool_result_line
-from ..ui.safe_text import visible
+from ..ui.render import for_output, notice_line, plugin_output, tool_result_line
+from ..ui.safe_text import json_visible, visible
 from .common import (CommonOptions, build_agent, build_registry, choose_approver,
                      load_settings, reported, stderr, stdin_is_terminal, tool_choice)
 
@@ -43,30 +45,63 @@ def read_query(query: str | None) -> str:
 
 
 class _Output:
-    """Streams the answer to stdout (plain mode) and tool lines to stderr."""
+    """Streams the answer to stdout (plain mode) and tool lines to stderr.
+
+    On a terminal, control sequences in the answer are made visible (each
+    character on its own, so a sequence split across two deltas is caught);
+    piped or redirected, the answer is written byte for byte.
+    """
 
     def __init__(self, opts: RunOptions, console: Console) -> None:
         self.opts, self.console = opts, console
         self.ends_with_newline = True
+        self.shown = False  # some answer text is on stdout
+        self.terminal = sys.stdout.isatty()
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, TextDelta) and not self.opts.json:
-            sys.stdout.write(event.text)
+        if isinstance(event, TextDelta) and not self.opts.json and event.text:
+            sys.stdout.write(for_output(event.text, terminal=self.terminal))
             sys.stdout.flush()
             self.ends_with_newline = event.text.endswith("\n")
+            self.shown = True
         elif isinstance(event, ToolFinished):
             if not self.opts.quiet:
                 self.console.print(tool_result_line(event.record))
             if event.record.output.strip():
                 self.console.print(plugin_output(event.record))
         elif isinstance(event, Notice):
-            self.console.print(f"agentcli: {event.text}")
+            self.notice(event.text)
+
+    def notice(self, text: str) -> None:
+        self.console.print(notice_line(text))
+
+    @contextmanager
+    def failing(self) -> Iterator[None]:
+        """An error after answer text was printed ends that line on stdout, and
+        its message says the text above is incomplete."""
+        try:
+            yield
+        except MaxStepsReached:
+            raise
+        except AgentCLIError as exc:
+            if self.shown:
+                self._end_line()
+                exc.args = (f"{exc}; the text above is incomplete",)
+            raise
+
+    def _end_line(self) -> None:
+        if not self.ends_with_newline:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.ends_with_newline = True
 
     def finish(self, result: TurnResult, session_id: str | None) -> None:
         if self.opts.json:
-            print(json.dumps(_json(result, session_id), ensure_ascii=False))
-        elif not self.ends_with_newline:
-            sys.stdout.write("\n")
+            data = _json(result, session_id)
+            print(json_visible(data, indent=None) if self.terminal
+                  else json.dumps(data, ensure_ascii=False))
+        else:
+            self._end_line()
         if result.finish_reason == "length":
             self.console.print("agentcli: warning: the answer was cut off by the token limit "
                                "(max_tokens)")
@@ -80,23 +115,23 @@ def _json(result: TurnResult, session_id: str | None) -> dict[str, object]:
 
 def run_command(opts: RunOptions) -> int:
     console = stderr(opts)
-    with reported(verbose=opts.verbose) as code:
-        code[0] = _run(opts, console)
+    output = _Output(opts, console)
+    with reported(verbose=opts.verbose) as code, output.failing():
+        code[0] = _run(opts, console, output)
     return code[0]
 
 
-def _run(opts: RunOptions, console: Console) -> int:
+def _run(opts: RunOptions, console: Console, output: _Output) -> int:
     loaded = load_settings(opts, console)
     query = read_query(opts.query)
     settings = loaded.settings
     api_key = settings.api_key()
-    notice = lambda text: console.print(f"agentcli: {text}")  # noqa: E731
+    notice = output.notice
     settings = resolve(settings, api_key, notice)
     registry = build_registry(settings, opts, console)
     store = SessionStore(secrets=[api_key] if api_key else [])
     conv = _conversation(opts, settings, store)
     approve = choose_approver(yes=opts.yes, can_ask=stdin_is_terminal() and opts.query != "-")
-    output = _Output(opts, console)
     agent = build_agent(settings, registry, approve=approve, on_event=output, notice=notice,
                         stream=not opts.no_stream, verbose=opts.verbose)
     saving = opts.save or opts.session is not None

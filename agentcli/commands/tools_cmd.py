@@ -17,7 +17,7 @@ from ..messages import ToolCall
 from ..tools.base import Tool
 from ..tools.loader import LoadReport, load_dir, plugin_files
 from ..tools.registry import ToolRegistry
-from ..ui.render import plugin_output, stats_text
+from ..ui.render import for_output, plugin_output, stats_text
 from ..ui.safe_text import visible
 from .common import (CommonOptions, audit_log, build_registry, choose_approver, load_settings,
                      reported, stderr, stdin_is_terminal, tool_dirs)
@@ -104,10 +104,13 @@ def call_tool(opts: CommonOptions, name: str, items: list[str]) -> int:
                                               max_output=t.max_output),
                                 audit=audit_log([k for k in [settings.api_key()] if k]))
         call = ToolCall(id="call_manual", name=name, arguments=json.dumps(arguments))
+        out = {"ok": sys.stdout, "error": sys.stderr}
+        terminal = {status: stream.isatty() for status, stream in out.items()}
         record = executor.run(Conversation(), [call])[0]
         if record.output.strip():
             console.print(plugin_output(record))
-        (sys.stdout if record.status == "ok" else sys.stderr).write(record.result + "\n")
+        status = "ok" if record.status == "ok" else "error"
+        out[status].write(for_output(record.result, terminal=terminal[status]) + "\n")
         code[0] = 0 if record.status == "ok" else 1
     return code[0]
 

@@ -155,6 +155,13 @@ class _RoutedStream(io.TextIOBase):
         if _captured.buffer is None:
             (self.detour or self.real).flush()
 
+    def isatty(self) -> bool:
+        """Whether the real stream is a terminal (``TextIOBase`` would say False)."""
+        return bool(self.real.isatty())
+
+    def fileno(self) -> int:
+        return int(self.real.fileno())
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 

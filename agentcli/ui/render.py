@@ -14,6 +14,21 @@ _MARKS = {"ok": ("✓", "green"), "error": ("✗", "red"), "denied": ("⊘", "ye
           "timeout": ("⏱", "red"), "cancelled": ("⊘", "yellow")}
 
 
+def for_output(text: str, *, terminal: bool) -> str:
+    """Answer text as it should reach stdout: with control sequences made
+    visible on a terminal, byte for byte when piped or redirected.
+
+    Ask whether the stream is a terminal before any tool runs: while tools
+    run, file descriptor 1 points at a capture file.
+    """
+    return visible(text, prose=True) if terminal else text
+
+
+def notice_line(text: str) -> str:
+    """A notice for stderr: ``agentcli: ...`` with unsafe characters escaped."""
+    return f"agentcli: {visible(text)}"
+
+
 def short(text: str, limit: int = 120) -> str:
     """One line: newlines shown as ⏎, cut with an ellipsis, unsafe characters escaped."""
     flat = visible(text.replace("\r\n", "\n").replace("\n", " ⏎ "))
