@@ -175,7 +175,8 @@ def test_e_edits_the_arguments_that_run(chat, server):
     session.key("\x1b\r")
     session.expect("edited arguments approved")
     session.expect("done")
-    assert last_tool_message(server, 1)["content"] == "9"
+    assert last_tool_message(server, 1)["content"] == \
+        'the user edited the arguments before running: {"expression": "3*3"}\n9'
     assert session.exit() == 0
 
 

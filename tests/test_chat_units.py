@@ -96,7 +96,8 @@ def test_approver_yes_always_and_no_with_reason():
     assert approve_with("a")[0].always
     decision = approve_with("n", lines=("too slow",))[0]
     assert not decision.approved and decision.reason == "the user declined: too slow"
-    assert not approve_with(None)[0].approved  # Ctrl-C / Ctrl-D
+    with pytest.raises(Interrupted):  # Ctrl-C / Ctrl-D end the turn
+        approve_with(None)
 
 
 def test_approver_view_and_unclear_answers_ask_again():
