@@ -9,13 +9,15 @@ history stays valid for the API.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from .audit import AuditLog
 from .config import ToolSettings
-from .conversation import Conversation
-from .errors import Interrupted, MaxStepsReached, TruncatedReply
+from .context import CHARS_PER_TOKEN, fit
+from .conversation import Conversation, check
+from .errors import ContextTooLarge, Interrupted, MaxStepsReached, ModelError, TruncatedReply
 from .events import Approver, Event, Notice, ReplyDone, TextDelta, TurnResult
 from .executor import (CANCELLED, DEFAULT_CONTEXT, UNATTENDED, Limits, ToolExecutor,
                        parse_arguments, parse_lenient)
@@ -56,13 +58,25 @@ class Agent:
                  tool_choice: Any = None, use_tools: bool = True) -> TurnResult:
         """Add ``text`` as a user message and drive the loop to an answer.
 
+        However the turn ends, the history stays valid, and a turn that got no
+        reply at all gets an assistant message ``[no answer: why]``, so user
+        and assistant messages keep alternating.
+
         Raises:
             MaxStepsReached: the model kept calling tools; ``.result`` holds the turn so far.
             Interrupted: Ctrl-C; the conversation was left valid first.
             ModelError: the server failed (after retries).
+            ContextTooLarge: the request could not be made to fit ``context_window``.
         """
         if text is not None:
             conv.add(Message(role="user", content=text))
+        try:
+            return self._loop(conv, tool_choice, use_tools)
+        except BaseException as exc:
+            conv.mark_unanswered(no_answer_reason(exc))
+            raise
+
+    def _loop(self, conv: Conversation, tool_choice: Any, use_tools: bool) -> TurnResult:
         result = TurnResult(model=self.provider.model)
         schemas = self.registry.schemas(strict=self.strict) if use_tools and len(self.registry) else []
         choice = tool_choice if schemas else None
@@ -90,24 +104,45 @@ class Agent:
         error.result = result  # type: ignore[attr-defined]
         raise error
 
-    def fit_context(self, conv: Conversation) -> int:
-        """Drop the oldest whole turns until the history fits the model's context."""
+    def fit_context(self, conv: Conversation,
+                    schemas: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The messages to send: the history, fitted to the model's context window.
+
+        The conversation itself is not changed (the saved session keeps
+        everything); what was left out or shortened is told in a notice.
+        """
         window = self.limits.context_window
-        dropped = conv.trim(window - min(self.limits.reply_tokens, window // 2))
+        fixed = len(json.dumps(schemas)) // CHARS_PER_TOKEN if schemas else 0
+        budget = window - min(self.limits.reply_tokens, window // 2) - fixed
+        fitted = fit(conv.messages, budget)
+        if fitted is None:
+            raise ContextTooLarge(
+                f"this request cannot fit the model's context (context_window = {window:,} tokens, "
+                f"of which the tool schemas take ~{fixed:,}); raise context_window, offer fewer "
+                "tools, or start a new conversation")
+        check(fitted.messages)
+        self._tell_fitted(fitted.dropped, fitted.shortened, window)
+        return [m.to_api() for m in fitted.messages]
+
+    def _tell_fitted(self, dropped: int, shortened: int, window: int) -> None:
         if dropped:
-            self.on_event(Notice(f"context: dropped the {dropped} oldest messages to stay within "
-                                 f"the model's context (~{window:,} tokens)"))
-        return dropped
+            self.on_event(Notice(f"context: dropped the {dropped} oldest messages from this request "
+                                 f"to stay within the model's context (~{window:,} tokens); the "
+                                 "saved conversation keeps them"))
+        if shortened:
+            self.on_event(Notice(f"context: sent {shortened} long text(s) shortened to stay within "
+                                 f"the model's context (~{window:,} tokens); the saved "
+                                 "conversation keeps them whole"))
 
     def _ask_model(self, conv: Conversation, schemas: list[dict[str, Any]], choice: Any) -> Reply:
-        self.fit_context(conv)
+        messages = self.fit_context(conv, schemas)
         partial: list[str] = []
 
         def on_text(text: str) -> None:
             partial.append(text)
             self.on_event(TextDelta(text))
         try:
-            return self.provider.complete(conv.to_api(), schemas, tool_choice=choice,
+            return self.provider.complete(messages, schemas, tool_choice=choice,
                                           stream=self.stream, on_text=on_text)
         except KeyboardInterrupt:
             if partial:
@@ -121,3 +156,15 @@ class Agent:
             raise TruncatedReply(
                 f"the reply was cut off by the token limit in the middle of a call to "
                 f"'{cut[0].name}'; that call was not run (raise max_tokens and try again)")
+
+
+def no_answer_reason(exc: BaseException) -> str:
+    """Why a turn got no reply, for its ``[no answer: ...]`` message."""
+    if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+        return "interrupted"
+    detail = " ".join(str(exc).split())[:300]
+    if isinstance(exc, ModelError):
+        return f"the server failed: {detail}"
+    if isinstance(exc, ContextTooLarge):
+        return f"the request was not sent: {detail}"
+    return f"error: {type(exc).__name__}: {detail}"

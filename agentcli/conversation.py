@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .context import estimate
 from .messages import Message, ToolCall
 
 SCHEMA_VERSION = 1
@@ -69,19 +70,7 @@ class Conversation(BaseModel):
 
     def check(self) -> None:
         """Raise ValueError if the history would be rejected by the API."""
-        pending: set[str] = set()
-        for msg in self.messages:
-            if msg.role == "tool":
-                if msg.tool_call_id not in pending:
-                    raise ValueError(f"tool message for unknown call {msg.tool_call_id!r}")
-                pending.discard(msg.tool_call_id)
-                continue
-            if pending:
-                raise ValueError(f"tool calls left unanswered: {sorted(pending)}")
-            if msg.role == "assistant":
-                pending = {c.id for c in msg.tool_calls}
-        if pending:
-            raise ValueError(f"tool calls left unanswered: {sorted(pending)}")
+        check(self.messages)
 
     def to_api(self) -> list[dict[str, Any]]:
         self.check()
@@ -89,30 +78,21 @@ class Conversation(BaseModel):
 
     def estimate_tokens(self) -> int:
         """A rough token count (characters / 4) of everything that would be sent."""
-        return sum(_estimate(m) for m in self.messages)
+        return sum(estimate(m) for m in self.messages)
 
     def _turn_starts(self) -> list[int]:
         return [i for i, m in enumerate(self.messages) if m.role == "user"]
 
-    def trim(self, max_tokens: int) -> int:
-        """Drop the oldest turns whole until the estimate fits; return messages dropped.
+    def mark_unanswered(self, why: str) -> bool:
+        """After a turn that ended before any reply, add ``[no answer: why]``.
 
-        A turn is a user message with everything up to the next user message,
-        so tool calls always leave together with their results. The leading
-        system message and the latest turn are always kept.
+        Keeps user and assistant messages alternating (chat templates reject
+        two user messages in a row) and tells the model what happened.
         """
-        first = 1 if self.messages and self.messages[0].role == "system" else 0
-        dropped = 0
-        total = self.estimate_tokens()
-        while total > max_tokens:
-            later = [i for i in self._turn_starts() if i > first]
-            if not later:
-                break
-            gone = self.messages[first:later[0]]
-            del self.messages[first:later[0]]
-            dropped += len(gone)
-            total -= sum(_estimate(m) for m in gone)
-        return dropped
+        if not self.messages or self.messages[-1].role != "user":
+            return False
+        self.add(Message(role="assistant", content=f"[no answer: {why}]", interrupted=True))
+        return True
 
     def undo(self) -> str | None:
         """Remove the last turn; return the text of its user message (None if none)."""
@@ -125,6 +105,18 @@ class Conversation(BaseModel):
         return text or ""
 
 
-def _estimate(message: Message) -> int:
-    size = len(message.content or "") + sum(len(c.name) + len(c.arguments) for c in message.tool_calls)
-    return size // 4 + 4
+def check(messages: list[Message]) -> None:
+    """Raise ValueError if ``messages`` would be rejected by the API."""
+    pending: set[str] = set()
+    for msg in messages:
+        if msg.role == "tool":
+            if msg.tool_call_id not in pending:
+                raise ValueError(f"tool message for unknown call {msg.tool_call_id!r}")
+            pending.discard(msg.tool_call_id)
+            continue
+        if pending:
+            raise ValueError(f"tool calls left unanswered: {sorted(pending)}")
+        if msg.role == "assistant":
+            pending = {c.id for c in msg.tool_calls}
+    if pending:
+        raise ValueError(f"tool calls left unanswered: {sorted(pending)}")

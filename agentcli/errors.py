@@ -20,6 +20,7 @@ imports the UI.
      │    └── InvalidArguments
      ├── PluginLoadError          a tools.d file could not be loaded
      ├── SessionError             a saved session is missing or corrupt
+     ├── ContextTooLarge          the request cannot be made to fit context_window
      ├── MaxStepsReached          exit 3: the loop ran out of steps
      └── Interrupted              exit 130: Ctrl-C
 """
@@ -105,6 +106,10 @@ class SessionError(AgentCLIError):
     """A saved session is missing, corrupt or cannot be written."""
 
 
+class ContextTooLarge(AgentCLIError):
+    """Even shortened, the request would not fit the model's context window."""
+
+
 class MaxStepsReached(AgentCLIError):
     """The model kept calling tools past ``max_steps``."""
 
@@ -112,6 +117,6 @@ class MaxStepsReached(AgentCLIError):
 
 
 class Interrupted(AgentCLIError):
-    """The user pressed Ctrl-C."""
+    """The user pressed Ctrl-C (or cancelled at the approval question)."""
 
     exit_code = 130

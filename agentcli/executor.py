@@ -26,6 +26,8 @@ from .tools.registry import ToolRegistry
 from .tools.runner import Job, Outcome, run_batch
 
 CANCELLED = "cancelled: the user interrupted the turn before this call finished"
+NOT_RUN = "cancelled by the user: the turn was stopped before this call ran"
+EDITED = "the user edited the arguments before running: "
 UNATTENDED = "denied: no one was there to approve it"
 
 
@@ -68,6 +70,14 @@ class ToolExecutor:
                     outcomes[index] = job_or_outcome
                 else:
                     jobs[index] = job_or_outcome
+        except (KeyboardInterrupt, Interrupted) as exc:
+            # Ctrl-C (or Ctrl-D) at an approval question: nothing has run yet, and
+            # nothing will: every call still pending, approved ones included, is cancelled.
+            self._answer(conv, calls, records, outcomes, missing=NOT_RUN)
+            if isinstance(exc, Interrupted):
+                raise
+            raise Interrupted("interrupted before the tools ran") from None
+        try:
             self._execute(jobs, outcomes, records)
         except KeyboardInterrupt:
             self._answer(conv, calls, records, outcomes)
@@ -118,6 +128,7 @@ class ToolExecutor:
         if policy == "auto" or tool.name in self.always:
             record.decision = "auto"
             return Decision(True)
+        record.decision = "cancelled"  # until an answer comes
         decision = self.approve(ApprovalRequest(call=call, tool=tool, arguments=arguments))
         if decision.approved and decision.always:
             self.always.add(tool.name)
@@ -147,11 +158,12 @@ class ToolExecutor:
         _attach_fd_output(records[order[0]], printed, len(order))
 
     def _answer(self, conv: Conversation, calls: list[ToolCall], records: list[ToolRecord],
-                outcomes: list[Outcome | None]) -> None:
+                outcomes: list[Outcome | None], missing: str = CANCELLED) -> None:
+        """One tool message per call (``missing`` for calls with no outcome); audit; events."""
         for call, record, outcome in zip(calls, records, outcomes):
-            outcome = outcome or Outcome("cancelled", CANCELLED)
+            outcome = outcome or Outcome("cancelled", missing)
             record.status, record.result = outcome.status, outcome.result
-            conv.add(Message(role="tool", tool_call_id=call.id, content=outcome.result))
+            conv.add(Message(role="tool", tool_call_id=call.id, content=_tool_message(record)))
             if self.audit is not None:
                 self.audit.write(record, session=conv.id)
             self.on_event(ToolFinished(record))
@@ -164,6 +176,14 @@ def _attach_fd_output(record: ToolRecord, printed: str, batch: int) -> None:
     if batch > 1:
         printed = f"(written to file descriptor 1 by one of the {batch} calls run together)\n{printed}"
     record.output = f"{record.output}\n{printed}" if record.output.strip() else printed
+
+
+def _tool_message(record: ToolRecord) -> str:
+    """What the model reads: the result, after a line with the arguments if the user edited them."""
+    if record.decision != "edited":
+        return record.result
+    edited = json.dumps(record.arguments, ensure_ascii=False)
+    return f"{EDITED}{edited}\n{record.result}"
 
 
 def _denial_text(name: str, decision: Decision) -> str:

@@ -175,7 +175,8 @@ def test_e_edits_the_arguments_that_run(chat, server):
     session.key("\x1b\r")
     session.expect("edited arguments approved")
     session.expect("done")
-    assert last_tool_message(server, 1)["content"] == "9"
+    assert last_tool_message(server, 1)["content"] == \
+        'the user edited the arguments before running: {"expression": "3*3"}\n9'
     assert session.exit() == 0
 
 
@@ -496,16 +497,17 @@ def test_untrusted_directory_answer_no_skips_its_tools(chat, server, home):
 
 def test_old_turns_are_dropped_whole_when_the_context_is_full(chat, server, tmp_path):
     config = tmp_path / "cfg.toml"
-    config.write_text("context_window = 60\n")
-    server.enqueue(text("a" * 100), text("b" * 100))
-    session = chat("--config", str(config))
-    session.say("x" * 100)
-    session.expect("aaaa")
-    session.prompt()
-    session.say("y" * 100)
+    config.write_text("context_window = 40\n")
+    server.enqueue(text("a" * 20), text("b" * 20), text("c" * 20))
+    session = chat("--config", str(config), "--no-tools")  # tool schemas count too
+    for question, answer in (("x" * 20, "aaaa"), ("y" * 20, "bbbb")):
+        session.say(question)
+        session.expect(answer)
+        session.prompt()
+    session.say("z" * 20)
     session.expect("dropped the 2 oldest messages")
-    session.expect("bbbb")
-    assert messages(server, 1) == [{"role": "user", "content": "y" * 100}]
+    session.expect("cccc")
+    assert [m["content"] for m in messages(server, 2)] == ["y" * 20, "b" * 20, "z" * 20]
     assert session.exit() == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from prompt_toolkit.document import Document
@@ -10,7 +11,9 @@ from rich.console import Console
 
 from agentcli.commands.chat import ChatOptions, ChatSession
 from agentcli.config import Settings
-from agentcli.conversation import Conversation
+from agentcli.context import estimate, fit
+from agentcli.conversation import Conversation, check
+from agentcli.errors import Interrupted
 from agentcli.events import ApprovalRequest, ToolRecord
 from agentcli.messages import Message, ToolCall
 from agentcli.sessions import SessionStore
@@ -18,7 +21,7 @@ from agentcli.tools.builtins import calculator
 from agentcli.ui.approve import TerminalApprover, choice_of
 from agentcli.ui.repl import ChatCompleter, SlashCommands
 
-def conversation_of(*turns: str) -> Conversation:
+def conversation_of(*turns: str, answer: str = "answer " * 20) -> Conversation:
     conv = Conversation()
     conv.set_system("sys")
     for number, question in enumerate(turns):
@@ -26,18 +29,40 @@ def conversation_of(*turns: str) -> Conversation:
         call = ToolCall(id=f"c{number}", name="calculator", arguments='{"expression": "1"}')
         conv.add(Message(role="assistant", tool_calls=[call]))
         conv.add(Message(role="tool", tool_call_id=call.id, content="1"))
-        conv.add(Message(role="assistant", content="answer " * 20))
+        conv.add(Message(role="assistant", content=answer))
     return conv
 
 
-def test_trim_drops_the_oldest_turns_whole_and_keeps_the_system_message():
-    conv = conversation_of("one", "two", "three")
-    assert conv.trim(conv.estimate_tokens()) == 0
-    assert conv.trim(conv.estimate_tokens() - 1) == 4  # one whole turn: user, call, result, answer
-    assert [m.content for m in conv.messages if m.role in ("system", "user")] == ["sys", "two", "three"]
-    conv.to_api()  # still valid: calls left with their results
-    assert conv.trim(1) == 4 and [m.role for m in conv.messages][:2] == ["system", "user"]
-    assert conv.trim(1) == 0  # the latest turn always stays
+def test_fit_leaves_out_the_oldest_turns_whole_and_keeps_the_system_message():
+    conv = conversation_of("one", "two", "three", answer="ok")
+    saved = conv.model_dump()
+    assert fit(conv.messages, conv.estimate_tokens()).dropped == 0
+    fitted = fit(conv.messages, conv.estimate_tokens() - 1)
+    assert (fitted.dropped, fitted.shortened) == (4, 0)  # one whole turn: user, call, result, answer
+    kept = [m.content for m in fitted.messages if m.role in ("system", "user")]
+    assert kept == ["sys", "two", "three"]
+    check(fitted.messages)  # still valid: calls left with their results
+    latest = fit(conv.messages, sum(estimate(m) for m in conv.messages[:1] + conv.messages[-4:]))
+    assert latest.dropped == 8 and [m.role for m in latest.messages][:2] == ["system", "user"]
+    assert conv.model_dump() == saved  # the conversation itself is never changed
+
+
+def test_fit_shortens_one_huge_text_instead_of_dropping_every_earlier_turn():
+    conv = conversation_of("one", answer="ok")
+    conv.add(Message(role="user", content="q" * 100_000))
+    call = ToolCall(id="big", name="calculator", arguments=json.dumps({"expression": "1" * 100_000}))
+    conv.add(Message(role="assistant", tool_calls=[call]))
+    conv.add(Message(role="tool", tool_call_id="big", content="r" * 100_000))
+    fitted = fit(conv.messages, 2_000)
+    assert fitted.dropped == 0 and fitted.shortened == 3
+    assert sum(estimate(m) for m in fitted.messages) <= 2_000
+    check(fitted.messages)
+    question, asked, result = fitted.messages[-3:]
+    assert question.content.endswith(f"[... {100_000 - question.content.index('[') + 1:,} "
+                                     "characters cut to fit the context window]")
+    assert "characters cut" in json.loads(asked.tool_calls[0].arguments)["cut"]
+    assert result.content.startswith("rrr") and conv.messages[-1].content == "r" * 100_000
+    assert fit(conv.messages, 20) is None  # cannot fit even shortened: nothing to send
 
 
 def test_undo_removes_the_last_turn_and_returns_its_question():
@@ -71,7 +96,8 @@ def test_approver_yes_always_and_no_with_reason():
     assert approve_with("a")[0].always
     decision = approve_with("n", lines=("too slow",))[0]
     assert not decision.approved and decision.reason == "the user declined: too slow"
-    assert not approve_with(None)[0].approved  # Ctrl-C / Ctrl-D
+    with pytest.raises(Interrupted):  # Ctrl-C / Ctrl-D end the turn
+        approve_with(None)
 
 
 def test_approver_view_and_unclear_answers_ask_again():
@@ -133,4 +159,5 @@ def test_an_unexpected_error_in_a_turn_is_one_line_and_the_turn_is_saved(home):
     screen = out.file.getvalue()
     assert "agentcli: unexpected error: RuntimeError: kaput (run with -v for details)" in screen
     assert "Traceback" not in screen
-    assert SessionStore().load(chat.conv.id).messages[-1].content == "hi"
+    saved = SessionStore().load(chat.conv.id).messages
+    assert [m.content for m in saved[-2:]] == ["hi", "[no answer: error: RuntimeError: kaput]"]

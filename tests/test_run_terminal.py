@@ -76,7 +76,8 @@ def test_edit_changes_the_arguments_that_run(home, server, run_args):
     child.send("\x1b\r")
     child.expect("edited arguments approved")
     assert finish(child) == 0
-    assert server.requests[1].body["messages"][-1]["content"] == "9"
+    assert server.requests[1].body["messages"][-1]["content"] == \
+        'the user edited the arguments before running: {"expression": "3*3"}\n9'
 
 
 def test_escapes_in_arguments_are_shown_escaped_never_sent_raw(home, server, run_args):

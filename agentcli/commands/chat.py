@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .. import paths, trust
-from ..agent import CANCELLED
+from ..agent import CANCELLED, no_answer_reason
 from ..config import Settings
 from ..conversation import Conversation
 from ..endpoint import resolve
@@ -204,10 +204,12 @@ class ChatSession:
     # ---- one turn
 
     def send(self, text: str) -> None:
-        """Run one turn for ``text``; whatever happens, the conversation stays valid and is saved."""
+        """Run one turn for ``text``; whatever happens, the conversation stays valid,
+        user and assistant messages keep alternating, and it is saved."""
         self.conv.add(Message(role="user", content=text))
         view = self._view = TurnView(self.console)
         problem: Text | None = None
+        why = "interrupted"
         try:
             view.start()
             result = self.agent.run_turn(self.conv, None, tool_choice=self.choice)
@@ -219,21 +221,29 @@ class ChatSession:
             problem = Text("⏹ interrupted: the turn was cancelled", style="yellow")
         except AgentCLIError as exc:
             problem = Text(f"agentcli: error: {visible(str(exc))}", style="red")
+            why = no_answer_reason(exc)
         except Exception as exc:
             problem = unexpected_line(exc, self.opts.verbose)
+            why = no_answer_reason(exc)
         finally:
             view.close()
             self._view = None
-            self.conv.repair(CANCELLED)
+            self._settle(why)
         if problem is not None:
             self.console.print(problem)
         self.save(quiet=True)
+
+    def _settle(self, why: str) -> None:
+        """Answer unanswered calls and mark a turn that got no reply (the agent
+        does this too; this covers a turn stopped before the agent started)."""
+        self.conv.repair(CANCELLED)
+        self.conv.mark_unanswered(why)
 
     def _interrupted(self) -> None:
         if self._view is not None:
             self._view.close()
             self._view = None
-        self.conv.repair(CANCELLED)
+        self._settle("interrupted")
         self.console.print(Text("⏹ interrupted", style="yellow"))
 
     def _on_event(self, event: Event) -> None:

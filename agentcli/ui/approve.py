@@ -2,8 +2,10 @@
 
 The panel shows the tool, where it comes from and the arguments as
 highlighted JSON with every unsafe character escaped and long values folded.
-The object shown is the object that runs. Typeahead is flushed before the
-question, and anything but a clear yes is a no.
+The object shown is the object that runs. Typeahead is flushed right before
+each question (not before the panel: keys pressed while a long panel prints
+must not answer it), and anything but a clear yes is a no. Ctrl-C or Ctrl-D
+at the question ends the whole turn (``Interrupted``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from rich.panel import Panel
 from rich.text import Text
 
 from ..agent import parse_arguments
-from ..errors import ToolError
+from ..errors import Interrupted, ToolError
 from ..events import ApprovalRequest, Decision
 from .safe_text import fold, json_visible, visible
 
+CANCELLED_AT_QUESTION = "cancelled at the approval question: no further calls were run"
 CHOICES = "[y]es  [n]o  [a]lways  [e]dit  [v]iew  (Enter = no)"
 UNATTENDED_HINT = "no terminal to ask for approval; pass --yes to allow calls that ask"
 
@@ -87,11 +90,12 @@ class TerminalApprover:
 
     Args:
         console: Where the panel goes.
-        ask: Reads a choice: y/n/a/e/v, "?" if unclear, None on Ctrl-C/Ctrl-D.
+        ask: Reads a choice: y/n/a/e/v, "?" if unclear, None on Ctrl-C/Ctrl-D
+            (which ends the turn: ``Interrupted`` is raised).
         line: Reads one line after a prompt; None when cancelled.
         edit: Reads replacement arguments given the current ones as JSON text;
-            None when cancelled.
-        flush: Discards typeahead before the panel is shown.
+            None when cancelled (an empty or blank text cancels too).
+        flush: Discards typeahead; called right before each question.
     """
 
     def __init__(self, console: Console, *, ask: Callable[[], str | None] | None = None,
@@ -114,19 +118,23 @@ class TerminalApprover:
         return text or None
 
     def __call__(self, request: ApprovalRequest) -> Decision:
-        self.flush()
-        self.console.print(approval_panel(request))
+        """Show the panel and ask until there is an answer.
+
+        Raises:
+            Interrupted: Ctrl-C or Ctrl-D at the question; the turn ends.
+        """
+        self._show(request)
         while True:
+            self.flush()
             choice = self.ask()
             if choice is None:
-                self.console.print(Text("denied (no answer)", style="yellow"))
-                return Decision(False, reason="the user did not answer")
+                raise Interrupted(CANCELLED_AT_QUESTION)
             if choice in ("y", "a"):
                 return Decision(True, always=choice == "a")
             if choice == "n":
                 return self._deny()
             if choice == "v":
-                self.console.print(approval_panel(request, full=True))
+                self._show(request, full=True)
             elif choice == "e":
                 edited = self._edit(request)
                 if edited is not None:
@@ -134,14 +142,19 @@ class TerminalApprover:
             else:
                 self.console.print("please answer y (yes), n (no), a (always), e (edit) or v (view)")
 
+    def _show(self, request: ApprovalRequest, *, full: bool = False) -> None:
+        """Print the panel, its long lines wrapped (even on a soft-wrapping console,
+        where they would be cropped and the full view would show nothing more)."""
+        self.console.print(approval_panel(request, full=full), soft_wrap=False)
+
     def _deny(self) -> Decision:
         reason = (self.line("Reason for the model (optional, Enter to skip): ") or "").strip()
         return Decision(False, reason=f"the user declined: {reason}" if reason else None)
 
     def _edit(self, request: ApprovalRequest) -> Decision | None:
         text = self.edit(json_visible(request.arguments))
-        if text is None:
-            self.console.print("edit cancelled")
+        if text is None or not text.strip():
+            self.console.print("edit cancelled: the arguments are unchanged")
             return None
         try:
             arguments = parse_arguments(text)
@@ -150,7 +163,7 @@ class TerminalApprover:
             self.console.print(Text(f"not accepted: {visible(str(exc))}", style="red"))
             return None
         request.arguments = arguments
-        self.console.print(approval_panel(request))
+        self._show(request)
         self.console.print(Text("edited arguments approved", style="green"))
         return Decision(True, arguments=arguments)
 

@@ -1,12 +1,12 @@
 """Approval in the chat REPL: one key, no Enter, and nothing typed earlier counts.
 
-The panel comes from ``ui.approve.approval_panel`` (escaped, folded). Before
-asking, typeahead is flushed (keys typed while the answer streamed must not
-answer the panel) and the question is a small prompt_toolkit prompt that
+The panel comes from ``ui.approve.approval_panel`` (escaped, folded). Right
+before each question, typeahead is flushed (keys typed while the answer
+streamed or a long panel printed must not answer it) and the question is a small prompt_toolkit prompt that
 takes y, n, a, e or v on their own. A typed word ("yes", "no"...) works too:
 after a choice key the prompt waits a moment for the rest of the word and
 swallows it, so "no" + Enter does not leave an "o" for the next question.
-Enter alone, Ctrl-C and Ctrl-D deny.
+Enter alone denies; Ctrl-C and Ctrl-D end the turn.
 
 Also here: the line prompts the REPL asks besides its own (reason, JSON
 editor, the trust question) and muting the terminal's echo during a turn.
