@@ -1,0 +1,104 @@
+"""Chat round 2, the rest: cancelled tools really stop, two chats on one
+session, and the cosmetic faults (zero-width joiners, narrow panels,
+SIGTERM, /stats after --resume, /model names).
+
+Through a real pseudo-terminal (pexpect) against the scripted server; a tool
+that was stopped is recognised by the file it would have written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from openai_server import Call, OpenAIServer, text, tool_calls
+from test_chat import QUESTION, chat, last_tool_message  # noqa: F401
+
+SLOW_TOOLS = '''
+import asyncio, pathlib, time
+from agentcli import tool
+
+STARTED = pathlib.Path({started!r})
+DONE = pathlib.Path({done!r})
+
+@tool(isolated=True)
+def in_worker(name: str) -> str:
+    """Write a file after a while, in a worker process."""
+    (STARTED / name).write_text("started")
+    time.sleep(1.2)
+    (DONE / name).write_text("done")
+    return "finished"
+
+@tool
+async def awaiting(name: str) -> str:
+    """Write a file after a while, awaiting."""
+    (STARTED / name).write_text("started")
+    await asyncio.sleep(1.2)
+    (DONE / name).write_text("done")
+    return "finished"
+
+@tool
+def threaded(name: str) -> str:
+    """Write a file after a while, in a thread."""
+    (STARTED / name).write_text("started")
+    time.sleep(1.2)
+    (DONE / name).write_text("done")
+    return "finished"
+'''
+
+
+def slow_tools(tmp_path: Path, timeout: float = 30) -> tuple[Path, Path, Path, Path]:
+    """A tools folder with the three slow tools; returns it, the config and the two marker dirs."""
+    tools, started, done = tmp_path / "tools", tmp_path / "started", tmp_path / "done"
+    for folder in (tools, started, done):
+        folder.mkdir()
+    (tools / "slow.py").write_text(SLOW_TOOLS.format(started=str(started), done=str(done)))
+    config = tmp_path / "cfg.toml"
+    config.write_text(f'[tools]\ntimeout = {timeout}\n\n[tools.policy]\nin_worker = "auto"\n'
+                      'awaiting = "auto"\nthreaded = "auto"\n')
+    return tools, config, started, done
+
+
+def wait_for(path: Path, count: int, limit: float = 10) -> None:
+    deadline = time.monotonic() + limit
+    while len(list(path.iterdir())) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+# ---- 5. a cancelled tool is stopped where it can be, and the message says so where not
+
+def test_ctrl_c_stops_isolated_and_async_tools_and_says_a_thread_may_finish(chat, server,
+                                                                            tmp_path):
+    tools, config, started, done = slow_tools(tmp_path)
+    server.enqueue(tool_calls(Call("in_worker", {"name": "w"}, id="w"),
+                              Call("awaiting", {"name": "a"}, id="a"),
+                              Call("threaded", {"name": "t"}, id="t")), text("after"))
+    session = chat("--tools-dir", str(tools), "--config", str(config))
+    session.say("go")
+    wait_for(started, 3)
+    session.child.sendintr()
+    session.expect("interrupted", timeout=5)
+    session.prompt()
+    time.sleep(1.6)                         # past the moment each tool would write its file
+    assert sorted(p.name for p in done.iterdir()) == ["t"]   # only the thread went on
+    session.say("again")
+    session.expect("after")
+    sent = {m["tool_call_id"]: m["content"] for m in server.requests[1].body["messages"]
+            if m["role"] == "tool"}
+    assert "was stopped" in sent["w"] and "was stopped" in sent["a"]
+    assert "may still finish" in sent["t"]
+    assert session.exit() == 0
+
+
+def test_an_isolated_tool_is_killed_at_its_time_limit(cli, server, run_args, tmp_path):
+    tools, config, started, done = slow_tools(tmp_path, timeout=0.4)
+    server.enqueue(tool_calls(Call("in_worker", {"name": "w"}, id="w")), text("after"))
+    result = cli("run", *run_args, "--tools-dir", str(tools), "--config", str(config), "go")
+    assert result.code == 0, result.stderr
+    time.sleep(1.2)
+    assert list(done.iterdir()) == [] and [p.name for p in started.iterdir()] == ["w"]
+    answer = last_tool_message(server, 1)["content"]
+    assert answer.startswith("timed out after 0.4 s") and "may still" not in answer
