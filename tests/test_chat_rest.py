@@ -9,13 +9,18 @@ that was stopped is recognised by the file it would have written.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from openai_server import Call, OpenAIServer, text, tool_calls
-from test_chat import QUESTION, chat, last_tool_message  # noqa: F401
+from test_chat import PROMPT, QUESTION, chat, last_tool_message, plain  # noqa: F401
+
+from agentcli.conversation import Conversation
+from agentcli.messages import Message
+from agentcli.sessions import SessionStore
 
 SLOW_TOOLS = '''
 import asyncio, pathlib, time
@@ -102,3 +107,74 @@ def test_an_isolated_tool_is_killed_at_its_time_limit(cli, server, run_args, tmp
     assert list(done.iterdir()) == [] and [p.name for p in started.iterdir()] == ["w"]
     answer = last_tool_message(server, 1)["content"]
     assert answer.startswith("timed out after 0.4 s") and "may still" not in answer
+
+
+# ---- 6. a session open in another chat: fork it, or continue it together
+
+def said(session, phrase: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether ``phrase`` is on the screen (rich may wrap long lines)."""
+    return phrase in " ".join(plain(session.screen).split())
+
+
+def user_turns(session_id: str) -> list[str]:
+    return [m.content for m in SessionStore().load(session_id).messages if m.role == "user"]
+
+
+def open_shared(chat, server):  # type: ignore[no-untyped-def]
+    """A first chat holding session 'shared' open, with one exchange saved."""
+    server.enqueue(text("answer a1"))
+    first = chat()
+    first.say("question a1")
+    first.expect("answer a1")
+    first.say("/save shared")
+    first.expect("saved session shared")
+    return first
+
+
+def test_the_second_chat_on_a_session_can_fork_it_with_one_key(chat, server, home):
+    first = open_shared(chat, server)
+    second = chat("--resume", "shared", wait=False)
+    second.expect(r"Fork or continue\? \[F/c\]")
+    assert said(second, "Session shared is open in another agentcli chat")
+    second.key("f")
+    forked = re.search(r"forked session shared as (\S+):", plain(second.expect(PROMPT)))
+    assert forked, plain(second.screen)
+    server.enqueue(text("answer b1"))
+    second.say("question b1")
+    second.expect("answer b1")
+    second.prompt()
+    assert first.exit() == 0 and second.exit() == 0
+    assert user_turns("shared") == ["question a1"]
+    assert user_turns(forked.group(1)) == ["question a1", "question b1"]
+
+
+def test_continuing_anyway_merges_both_chats_saves(chat, server, home):
+    first = open_shared(chat, server)
+    second = chat("--resume", "shared", wait=False)
+    second.expect(r"Fork or continue\? \[F/c\]")
+    second.key("c")
+    second.expect("continuing session shared together with the other chat")
+    second.prompt()
+    server.enqueue(text("answer b1"))
+    second.say("question b1")
+    second.expect("answer b1")
+    second.prompt()
+    assert first.exit() == 0 and second.exit() == 0
+    assert user_turns("shared") == ["question a1", "question b1"]
+
+
+def test_a_bare_resume_picks_the_latest_session_not_open_elsewhere(chat, server, home):
+    old = Conversation(id="older")
+    old.add(Message(role="user", content="old question"))
+    old.add(Message(role="assistant", content="old answer"))
+    SessionStore().save(old)
+    time.sleep(0.05)
+    server.enqueue(text("answer a1"))
+    first = chat()                           # its session is the newest, and open
+    first.say("question a1")
+    first.expect("answer a1")
+    first.prompt()
+    second = chat("--resume")
+    assert said(second, "resuming older, the latest session not open in another agentcli chat")
+    assert "Fork or continue" not in second.screen
+    assert first.exit() == 0 and second.exit() == 0

@@ -22,14 +22,14 @@ from rich.text import Text
 from .. import paths, trust
 from ..agent import CANCELLED, no_answer_reason
 from ..config import Settings
-from ..conversation import Conversation
+from ..conversation import Conversation, new_id
 from ..endpoint import resolve
 from ..errors import AgentCLIError, Interrupted, SessionError, UsageError
 from ..events import Event, ToolFinished, ToolRecord
 from ..messages import Message, Usage
 from ..sessions import Saved, SessionStore
 from ..ui.approve import auto_approver
-from ..ui.chat_approve import ask_yes_no, chat_approver, muted_input
+from ..ui.chat_approve import ask_choice, ask_yes_no, chat_approver, muted_input
 from ..ui.console import stdout_console
 from ..ui.repl import ChatCompleter, Prompt, SlashCommands
 from ..ui.safe_text import visible
@@ -131,10 +131,11 @@ class ChatSession:
     def resume(self, session_id: str | None) -> None:
         """Continue a saved session (the latest when no id); a corrupt one is left alone."""
         if session_id is None:
-            session_id = self.store.latest()
+            session_id = self.store.latest(free=True)
             if session_id is None:
                 self.console.print("no saved session to resume; starting a new one")
                 return
+            self._say_picked(session_id)
         file = self.store.path(session_id)
         if not (file.exists() or file.is_symlink()):
             raise SessionError(f"no saved session '{session_id}' (see: agentcli sessions list)")
@@ -146,6 +147,18 @@ class ChatSession:
             return
         self._switch(conv, "resumed")
 
+    def _say_picked(self, session_id: str) -> None:
+        """Say which session a bare ``--resume`` picked, and why when it is not the newest."""
+        newest = self.store.latest()
+        if newest == session_id:
+            self.console.print(f"resuming the latest session, {session_id}")
+        elif self.store.open_elsewhere(session_id):
+            self.console.print(f"resuming the latest session, {session_id} (every saved "
+                               "session is open in another agentcli chat)")
+        else:
+            self.console.print(f"resuming {session_id}, the latest session not open in another "
+                               f"agentcli chat ({newest} is open in one)")
+
     def _switch(self, conv: Conversation, verb: str) -> None:
         if self.opts.system:
             conv.set_system(self.settings.system)
@@ -153,10 +166,23 @@ class ChatSession:
         turns = sum(1 for m in conv.messages if m.role == "user")
         self.console.print(f"{verb} session {visible(conv.id)} ({turns} exchanges; /history shows them)")
         if not self.store.mark_open(conv.id):
-            self.console.print(Text(
-                f"agentcli: session {conv.id} is also open in another agentcli chat: the "
-                "exchanges of both are kept, each saved after what the other saved before it",
-                style="yellow"))
+            self._open_elsewhere(conv)
+
+    def _open_elsewhere(self, conv: Conversation) -> None:
+        """The session is open in another chat: fork it (the default) or share it."""
+        self.console.print(Text(
+            f"Session {conv.id} is open in another agentcli chat.\n"
+            "  f  fork it: continue a copy under a new id (the other chat keeps the original)\n"
+            "  c  continue it anyway: both chats save into it, each after what the other saved",
+            style="yellow"))
+        if ask_choice("Fork or continue? [F/c] ", "fc", default="f") == "c":
+            self.console.print(f"continuing session {conv.id} together with the other chat")
+            return
+        original = conv.id
+        conv.id = new_id()
+        self.save(quiet=True)
+        self.console.print(f"forked session {original} as {conv.id}: this chat continues the "
+                           "copy")
 
     # ---- the REPL
 
