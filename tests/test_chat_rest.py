@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from pathlib import Path
 
+import pexpect
 import pytest
 
-from openai_server import Call, OpenAIServer, text, tool_calls
+from openai_server import Call, OpenAIServer, drip, text, tool_calls
 from test_chat import PROMPT, QUESTION, chat, last_tool_message, plain  # noqa: F401
 
 from agentcli.conversation import Conversation
@@ -178,3 +180,67 @@ def test_a_bare_resume_picks_the_latest_session_not_open_elsewhere(chat, server,
     assert said(second, "resuming older, the latest session not open in another agentcli chat")
     assert "Fork or continue" not in second.screen
     assert first.exit() == 0 and second.exit() == 0
+
+
+# ---- 10. cosmetic
+
+def test_sigterm_while_the_answer_streams_restores_the_cursor_and_exits_143(chat, server,
+                                                                             home):
+    server.enqueue(drip(0.2, text("a slow answer " * 40, chunk_size=4)))
+    session = chat()
+    session.say("question")
+    session.expect("a slow")
+    session.child.kill(signal.SIGTERM)
+    session.child.expect(pexpect.EOF)
+    session.child.close()
+    assert session.child.exitstatus == 143
+    screen = session.screen
+    assert screen.rindex("\x1b[?25h") > screen.rindex("\x1b[?25l")   # the cursor is shown again
+    assert user_turns(SessionStore().list()[0].stem) == ["question"]
+
+
+def test_model_refuses_a_name_with_spaces(chat, server):
+    server.enqueue(text("fine"))
+    session = chat()
+    session.say("/model gpt 4o mini")
+    session.expect("'gpt 4o mini' is not a model name: names have no spaces")
+    session.prompt()
+    session.say("hello")
+    session.expect("fine")
+    assert server.requests[0].body["model"] == "test-model"
+    assert session.exit() == 0
+
+
+def test_stats_after_resume_counts_the_resumed_sessions_calls(chat, server, home):
+    server.enqueue(tool_calls(Call("calculator", {"expression": "1+1"}, id="c1")), text("2"))
+    first = chat("--yes")
+    first.say("add")
+    first.expect("2")
+    first.prompt()
+    assert first.exit() == 0
+    second = chat("--resume")
+    second.say("/stats")
+    second.expect("calculator")
+    assert "no tool calls in this session yet" not in second.screen
+    assert second.exit() == 0
+
+
+def test_answers_keep_zero_width_joiners_and_the_panel_escapes_them(chat, server):
+    family, persian = "👨\u200d👩\u200d👧", "می\u200cخواهم"
+    server.enqueue(text(f"family {family} and {persian}"),
+                   tool_calls(Call("calculator", {"expression": f"1+1 # {family}"}, id="c1")),
+                   text("done"))
+    session = chat()
+    session.say("hi")
+    session.expect("خواهم")
+    session.prompt()
+    assert family in session.screen and persian in session.screen
+    assert "\\u200d" not in session.screen and "\\u200c" not in session.screen
+    session.say("calc")
+    session.expect(QUESTION)
+    assert "\\u200d" in session.screen        # arguments in the panel stay escaped
+    session.key("n")
+    session.expect("Reason for the model")
+    session.key("\r")
+    session.expect("done")
+    assert session.exit() == 0

@@ -11,15 +11,18 @@ valid; errors are one line, never a traceback.
 from __future__ import annotations
 
 import os
+import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from .. import paths, trust
+from .. import audit, paths, trust
 from ..agent import CANCELLED, no_answer_reason
 from ..config import Settings
 from ..conversation import Conversation, new_id
@@ -57,8 +60,34 @@ def chat_command(opts: ChatOptions) -> int:
             raise UsageError("chat needs a terminal; for scripts use: agentcli run QUERY")
         if opts.session_id and not opts.resume:
             raise UsageError(f"to continue a session use: agentcli chat --resume {opts.session_id}")
-        code[0] = unexpected_guard(console, opts.verbose, lambda: ChatSession.open(opts, console).loop())
+        with sigterm_ends_chat():
+            code[0] = unexpected_guard(console, opts.verbose, lambda: run_chat(opts, console))
     return code[0]
+
+
+def run_chat(opts: ChatOptions, console: Console) -> int:
+    """Open the chat and run it; 143 when SIGTERM ends it before the REPL starts."""
+    try:
+        return ChatSession.open(opts, console).loop()
+    except Terminated:
+        console.show_cursor(True)
+        return 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: the chat restores the terminal, saves and exits 143."""
+
+
+@contextmanager
+def sigterm_ends_chat() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` (so every ``finally`` restoring the terminal runs)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def unexpected_guard(console: Console, verbose: bool, body: Callable[[], int]) -> int:
@@ -201,15 +230,25 @@ class ChatSession:
                                     f"session {self.conv.id} · /help for commands, Ctrl-D to exit",
                                     style="dim"))
         with muted_input():
-            while True:
-                try:
-                    line = prompt.read()
-                    if line is None or (line.startswith("/") and not commands.run(line)):
-                        return self._goodbye()
-                    if line.strip() and not line.startswith("/"):
-                        self.send(line)
-                except KeyboardInterrupt:
-                    self._interrupted()
+            try:
+                return self._repl(prompt, commands)
+            except Terminated:
+                self._interrupted()
+                self.save(quiet=True)
+                self.console.show_cursor(True)
+                self.console.print(Text("agentcli: terminated (SIGTERM)", style="yellow"))
+                return 143
+
+    def _repl(self, prompt: Prompt, commands: SlashCommands) -> int:
+        while True:
+            try:
+                line = prompt.read()
+                if line is None or (line.startswith("/") and not commands.run(line)):
+                    return self._goodbye()
+                if line.strip() and not line.startswith("/"):
+                    self.send(line)
+            except KeyboardInterrupt:
+                self._interrupted()
 
     def _goodbye(self) -> int:
         if self.store.path(self.conv.id).exists() and not self.opts.quiet:
@@ -343,6 +382,15 @@ class ChatSession:
             self.console.print("nothing yet")
             return
         print_conversation(self.console, self.conv)
+
+    def call_entries(self) -> list[dict[str, Any]]:
+        """This session's tool calls, from the audit log entries with its id (so a
+        resumed session counts its earlier calls too); the calls made here when
+        the log cannot be written."""
+        log = self.agent.tools.audit
+        if log is None or log.failed is not None:
+            return [audit.entry(r, None) for r in self.records]
+        return [e for e in audit.read(log.path) if e.get("session") == self.conv.id]
 
     def session_ids(self) -> list[str]:
         """Saved session ids, newest first (for completion)."""
