@@ -244,3 +244,15 @@ def test_answers_keep_zero_width_joiners_and_the_panel_escapes_them(chat, server
     session.key("\r")
     session.expect("done")
     assert session.exit() == 0
+
+
+def test_at_40_columns_every_key_hint_of_the_panel_is_shown(chat, server):
+    server.enqueue(tool_calls(Call("calculator", {"expression": "1+1"}, id="c1")), text("ok"))
+    session = chat(columns=40)
+    session.say("calc")
+    session.expect(QUESTION)
+    shown = " ".join(plain(session.screen).replace("│", " ").split())
+    assert "[y]es [n]o [a]lways [e]dit [v]iew (Enter = no)" in shown
+    session.key("y")
+    session.expect("ok")
+    assert session.exit() == 0
