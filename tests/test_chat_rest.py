@@ -256,3 +256,4 @@ def test_at_40_columns_every_key_hint_of_the_panel_is_shown(chat, server):
     session.key("y")
     session.expect("ok")
     assert session.exit() == 0
+

@@ -251,7 +251,16 @@ class TurnView:
             if self._waiting == 0:
                 self.start()
         elif isinstance(event, Notice):
-            self.console.print(Text(f"agentcli: {visible(event.text)}", style="dim"))
+            self._print_aside(Text(f"agentcli: {visible(event.text)}", style="dim"))
+
+    def _print_aside(self, line: Text) -> None:
+        """Print a line while the spinner may be up: take it down first, put it back after,
+        so no frame of it stays on the screen next to what follows."""
+        spinning = self._status is not None
+        self._stop_spinner()
+        self.console.print(line)
+        if spinning:
+            self.start()
 
     def close(self) -> None:
         """End the turn's output (also after an error or Ctrl-C)."""
