@@ -62,7 +62,8 @@ def run_isolated(job: Callable[[], str], *, timeout: float, memory_mb: int | Non
     if kind == b"R":
         return body
     if kind in (b"E", b"M"):
-        raise error(body or f"the {what} ran out of memory (limit {memory_mb} MB)")
+        limit = f" (limit {memory_mb} MB)" if memory_mb is not None else ""
+        raise error(body or f"the {what} ran out of memory{limit}")
     ending = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
               else f"exited with code {os.waitstatus_to_exitcode(status)}")
     raise error(f"the {what} failed: the worker process {ending} without an answer")
