@@ -259,6 +259,19 @@ class SessionStore:
         self._open = (session_id, fd)
         return True
 
+    def open_elsewhere(self, session_id: str) -> bool:
+        """Whether another live process (a chat) has ``session_id`` marked open."""
+        if self.marked_open == session_id:
+            return False
+        try:
+            fd = os.open(self.directory / f".{session_id}.open", os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False  # no marker: never opened, or nothing can be shared here
+        try:
+            return not _try_lock(fd)
+        finally:
+            os.close(fd)  # closing drops the lock taken just to look
+
     @property
     def marked_open(self) -> str | None:
         """The session this process has marked open, if any."""
@@ -282,15 +295,23 @@ class SessionStore:
             return []
         return [path for _, path in sorted(found, key=lambda pair: pair[0], reverse=True)]
 
-    def latest(self) -> str | None:
-        """The newest session that can be read, or None."""
-        for file in self.list():
-            try:
-                self.load(file.stem)
-            except SessionError:
-                continue
-            return file.stem
-        return None
+    def latest(self, *, free: bool = False) -> str | None:
+        """The newest session that can be read, or None. With ``free``, the newest
+        one that no other chat has open, if there is one."""
+        readable = (file.stem for file in self.list() if self._readable(file.stem))
+        first = None
+        for session_id in readable:
+            if not free or not self.open_elsewhere(session_id):
+                return session_id
+            first = first or session_id
+        return first
+
+    def _readable(self, session_id: str) -> bool:
+        try:
+            self.load(session_id)
+        except SessionError:
+            return False
+        return True
 
     def remove(self, session_id: str) -> None:
         """Delete a session file (and its lock file; the lock is only taken to save)."""

@@ -9,6 +9,7 @@ import pytest
 from prompt_toolkit.document import Document
 from rich.console import Console
 
+from agentcli import audit
 from agentcli.commands.chat import ChatOptions, ChatSession
 from agentcli.config import Settings
 from agentcli.context import estimate, fit
@@ -136,10 +137,12 @@ def test_stats_per_tool():
                ToolRecord("3", "current_time", {}, duration_ms=5)]
     out = Console(file=io.StringIO(), width=200, force_terminal=False)
 
-    class FakeChat:  # the two attributes /stats reads
+    class FakeChat:  # what /stats reads: the console and the session's calls
         console = out
 
-    FakeChat.records = records
+        def call_entries(self) -> list[dict]:
+            return [audit.entry(r, None) for r in records]
+
     SlashCommands(FakeChat()).do_stats("")  # type: ignore[arg-type]
     lines = out.file.getvalue().splitlines()
     assert any(line.split()[:6] == ["calculator", "2", "1", "50%", "20", "29"] for line in lines)

@@ -11,25 +11,28 @@ valid; errors are one line, never a traceback.
 from __future__ import annotations
 
 import os
+import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from .. import paths, trust
+from .. import audit, paths, trust
 from ..agent import CANCELLED, no_answer_reason
 from ..config import Settings
-from ..conversation import Conversation
+from ..conversation import Conversation, new_id
 from ..endpoint import resolve
 from ..errors import AgentCLIError, Interrupted, SessionError, UsageError
 from ..events import Event, ToolFinished, ToolRecord
 from ..messages import Message, Usage
 from ..sessions import Saved, SessionStore
 from ..ui.approve import auto_approver
-from ..ui.chat_approve import ask_yes_no, chat_approver, muted_input
+from ..ui.chat_approve import ask_choice, ask_yes_no, chat_approver, muted_input
 from ..ui.console import stdout_console
 from ..ui.repl import ChatCompleter, Prompt, SlashCommands
 from ..ui.safe_text import visible
@@ -57,8 +60,34 @@ def chat_command(opts: ChatOptions) -> int:
             raise UsageError("chat needs a terminal; for scripts use: agentcli run QUERY")
         if opts.session_id and not opts.resume:
             raise UsageError(f"to continue a session use: agentcli chat --resume {opts.session_id}")
-        code[0] = unexpected_guard(console, opts.verbose, lambda: ChatSession.open(opts, console).loop())
+        with sigterm_ends_chat():
+            code[0] = unexpected_guard(console, opts.verbose, lambda: run_chat(opts, console))
     return code[0]
+
+
+def run_chat(opts: ChatOptions, console: Console) -> int:
+    """Open the chat and run it; 143 when SIGTERM ends it before the REPL starts."""
+    try:
+        return ChatSession.open(opts, console).loop()
+    except Terminated:
+        console.show_cursor(True)
+        return 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: the chat restores the terminal, saves and exits 143."""
+
+
+@contextmanager
+def sigterm_ends_chat() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` (so every ``finally`` restoring the terminal runs)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def unexpected_guard(console: Console, verbose: bool, body: Callable[[], int]) -> int:
@@ -131,10 +160,11 @@ class ChatSession:
     def resume(self, session_id: str | None) -> None:
         """Continue a saved session (the latest when no id); a corrupt one is left alone."""
         if session_id is None:
-            session_id = self.store.latest()
+            session_id = self.store.latest(free=True)
             if session_id is None:
                 self.console.print("no saved session to resume; starting a new one")
                 return
+            self._say_picked(session_id)
         file = self.store.path(session_id)
         if not (file.exists() or file.is_symlink()):
             raise SessionError(f"no saved session '{session_id}' (see: agentcli sessions list)")
@@ -146,6 +176,18 @@ class ChatSession:
             return
         self._switch(conv, "resumed")
 
+    def _say_picked(self, session_id: str) -> None:
+        """Say which session a bare ``--resume`` picked, and why when it is not the newest."""
+        newest = self.store.latest()
+        if newest == session_id:
+            self.console.print(f"resuming the latest session, {session_id}")
+        elif self.store.open_elsewhere(session_id):
+            self.console.print(f"resuming the latest session, {session_id} (every saved "
+                               "session is open in another agentcli chat)")
+        else:
+            self.console.print(f"resuming {session_id}, the latest session not open in another "
+                               f"agentcli chat ({newest} is open in one)")
+
     def _switch(self, conv: Conversation, verb: str) -> None:
         if self.opts.system:
             conv.set_system(self.settings.system)
@@ -153,10 +195,23 @@ class ChatSession:
         turns = sum(1 for m in conv.messages if m.role == "user")
         self.console.print(f"{verb} session {visible(conv.id)} ({turns} exchanges; /history shows them)")
         if not self.store.mark_open(conv.id):
-            self.console.print(Text(
-                f"agentcli: session {conv.id} is also open in another agentcli chat: the "
-                "exchanges of both are kept, each saved after what the other saved before it",
-                style="yellow"))
+            self._open_elsewhere(conv)
+
+    def _open_elsewhere(self, conv: Conversation) -> None:
+        """The session is open in another chat: fork it (the default) or share it."""
+        self.console.print(Text(
+            f"Session {conv.id} is open in another agentcli chat.\n"
+            "  f  fork it: continue a copy under a new id (the other chat keeps the original)\n"
+            "  c  continue it anyway: both chats save into it, each after what the other saved",
+            style="yellow"))
+        if ask_choice("Fork or continue? [F/c] ", "fc", default="f") == "c":
+            self.console.print(f"continuing session {conv.id} together with the other chat")
+            return
+        original = conv.id
+        conv.id = new_id()
+        self.save(quiet=True)
+        self.console.print(f"forked session {original} as {conv.id}: this chat continues the "
+                           "copy")
 
     # ---- the REPL
 
@@ -175,15 +230,25 @@ class ChatSession:
                                     f"session {self.conv.id} · /help for commands, Ctrl-D to exit",
                                     style="dim"))
         with muted_input():
-            while True:
-                try:
-                    line = prompt.read()
-                    if line is None or (line.startswith("/") and not commands.run(line)):
-                        return self._goodbye()
-                    if line.strip() and not line.startswith("/"):
-                        self.send(line)
-                except KeyboardInterrupt:
-                    self._interrupted()
+            try:
+                return self._repl(prompt, commands)
+            except Terminated:
+                self._interrupted()
+                self.save(quiet=True)
+                self.console.show_cursor(True)
+                self.console.print(Text("agentcli: terminated (SIGTERM)", style="yellow"))
+                return 143
+
+    def _repl(self, prompt: Prompt, commands: SlashCommands) -> int:
+        while True:
+            try:
+                line = prompt.read()
+                if line is None or (line.startswith("/") and not commands.run(line)):
+                    return self._goodbye()
+                if line.strip() and not line.startswith("/"):
+                    self.send(line)
+            except KeyboardInterrupt:
+                self._interrupted()
 
     def _goodbye(self) -> int:
         if self.store.path(self.conv.id).exists() and not self.opts.quiet:
@@ -317,6 +382,15 @@ class ChatSession:
             self.console.print("nothing yet")
             return
         print_conversation(self.console, self.conv)
+
+    def call_entries(self) -> list[dict[str, Any]]:
+        """This session's tool calls, from the audit log entries with its id (so a
+        resumed session counts its earlier calls too); the calls made here when
+        the log cannot be written."""
+        log = self.agent.tools.audit
+        if log is None or log.failed is not None:
+            return [audit.entry(r, None) for r in self.records]
+        return [e for e in audit.read(log.path) if e.get("session") == self.conv.id]
 
     def session_ids(self) -> list[str]:
         """Saved session ids, newest first (for completion)."""

@@ -32,7 +32,7 @@ class Tool:
     def __init__(self, func: Callable[..., Any], *, name: str | None = None,
                  description: str | None = None, policy: Policy | None = None,
                  timeout: float | None = None, max_calls_per_minute: int | None = None,
-                 parameters: dict[str, Any] | None = None) -> None:
+                 parameters: dict[str, Any] | None = None, isolated: bool = False) -> None:
         self.func = func
         self.source = "builtin"
         self.name = name or func.__name__
@@ -46,6 +46,8 @@ class Tool:
         self.timeout = timeout
         self.max_calls_per_minute = max_calls_per_minute
         self.is_async = inspect.iscoroutinefunction(func)
+        #: Run each call in a forked worker process, killed on cancel and on time-out.
+        self.isolated = bool(isolated)
         #: Extra checks after the schema (raise InvalidArguments); run before approval.
         self.check: Callable[[dict[str, Any]], None] | None = None
         #: Extra rows for the approval panel, e.g. {"method": "GET", "host": ...}.
@@ -115,7 +117,7 @@ class Tool:
 def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
          description: str | None = None, policy: Policy | None = None,
          timeout: float | None = None, max_calls_per_minute: int | None = None,
-         parameters: dict[str, Any] | None = None) -> Any:
+         parameters: dict[str, Any] | None = None, isolated: bool = False) -> Any:
     """Turn a typed function into a tool; use as ``@tool`` or ``@tool(name=...)``.
 
     Args:
@@ -128,10 +130,14 @@ def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
         parameters: A hand-written JSON schema instead of one built from the
             type hints; checked against the JSON Schema metaschema, and the
             arguments are validated with it and passed as keyword arguments.
+        isolated: Run each call in its own forked worker process, which is
+            killed when the user cancels the turn or the time limit passes.
+            Costs a process start per call; the result travels back as text.
     """
     def wrap(f: Callable[..., Any]) -> Tool:
         return Tool(f, name=name, description=description, policy=policy, timeout=timeout,
-                    max_calls_per_minute=max_calls_per_minute, parameters=parameters)
+                    max_calls_per_minute=max_calls_per_minute, parameters=parameters,
+                    isolated=isolated)
     return wrap(func) if func is not None else wrap
 
 

@@ -24,18 +24,21 @@ from ..errors import ToolError
 _FORK_LOCK = threading.Lock()
 
 
-def run_isolated(job: Callable[[], str], *, timeout: float, memory_mb: int,
+def run_isolated(job: Callable[[], str], *, timeout: float, memory_mb: int | None,
                  error: type[ToolError] = ToolError,
-                 describe: Callable[[BaseException], str] = str, what: str = "computation") -> str:
-    """Run ``job`` in a forked worker with a memory cap, SIGKILLed after ``timeout`` seconds.
+                 describe: Callable[[BaseException], str] = str, what: str = "computation",
+                 stop: threading.Event | None = None) -> str:
+    """Run ``job`` in a forked worker with a memory cap, SIGKILLed after ``timeout`` seconds
+    or as soon as ``stop`` is set (another thread cancelling it).
 
     Args:
         job: Called in the child; returns the text to send back.
         timeout: Wall-clock seconds before the child is killed.
-        memory_mb: Address space the child may add to what it inherits.
+        memory_mb: Address space the child may add to what it inherits (None: no cap).
         error: The ToolError subclass raised for every failure.
         describe: Turns an exception raised by ``job`` into a message.
         what: Names the work in messages ("the calculation took too long").
+        stop: When set, the worker is killed and ``error`` says it was cancelled.
     """
     with _FORK_LOCK:  # so that no other worker inherits this pipe's write end
         read_fd, write_fd = os.pipe()
@@ -45,47 +48,54 @@ def run_isolated(job: Callable[[], str], *, timeout: float, memory_mb: int,
         os.close(write_fd)
     data: bytes | None = None
     try:
-        data = _read_reply(read_fd, time.monotonic() + timeout)
+        data = _read_reply(read_fd, time.monotonic() + timeout, stop)
     finally:
         os.close(read_fd)
-        if data is None:  # timed out, or the caller was interrupted
+        if data is None:  # timed out, cancelled, or the caller was interrupted
             os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
+    if data is None and stop is not None and stop.is_set():
+        raise error(f"the {what} was cancelled and its worker process stopped")
     if data is None:
         raise error(f"the {what} took too long (over {timeout:g} s) and was stopped")
     kind, body = data[:1], data[1:].decode("utf-8", "replace")
     if kind == b"R":
         return body
     if kind in (b"E", b"M"):
-        raise error(body or f"the {what} ran out of memory (limit {memory_mb} MB)")
+        limit = f" (limit {memory_mb} MB)" if memory_mb is not None else ""
+        raise error(body or f"the {what} ran out of memory{limit}")
     ending = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
               else f"exited with code {os.waitstatus_to_exitcode(status)}")
     raise error(f"the {what} failed: the worker process {ending} without an answer")
 
 
-def _read_reply(fd: int, deadline: float) -> bytes | None:
-    """Read from ``fd`` until end of file; None if the deadline passes first."""
+def _read_reply(fd: int, deadline: float, stop: threading.Event | None) -> bytes | None:
+    """Read from ``fd`` until end of file; None if the deadline passes or ``stop`` is set first."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     chunks: list[bytes] = []
     while True:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not poller.poll(math.ceil(remaining * 1000)):
+        if remaining <= 0 or (stop is not None and stop.is_set()):
             return None
+        slice_ms = math.ceil((remaining if stop is None else min(remaining, 0.05)) * 1000)
+        if not poller.poll(slice_ms):
+            continue  # look at the deadline and the stop flag again
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
 
 
-def _worker(job: Callable[[], str], read_fd: int, write_fd: int, memory_mb: int,
+def _worker(job: Callable[[], str], read_fd: int, write_fd: int, memory_mb: int | None,
             describe: Callable[[BaseException], str]) -> NoReturn:
     """In the forked child: cap memory, run ``job``, send R<text>, E<message> or M, exit."""
     code = 0
     try:
         gc.disable()  # no finalizers from the parent's other threads, fewer copied pages
         os.close(read_fd)
-        _limit_memory(memory_mb)
+        if memory_mb is not None:
+            _limit_memory(memory_mb)
         sys.set_int_max_str_digits(0)  # results are capped by size; render them exactly
         try:
             reply = b"R" + job().encode()

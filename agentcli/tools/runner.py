@@ -18,12 +18,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import AgentCLIError
+from ..errors import AgentCLIError, ToolError
 from ..nesting import shape_problem
 from .base import Tool
+from .isolate import run_isolated
 
 Status = Literal["ok", "error", "denied", "timeout", "cancelled"]
 
@@ -113,13 +114,92 @@ def cap(text: str, limit: int) -> str:
     return text[:limit] + f"\n[... output truncated: {cut:,} of {len(text):,} characters cut]"
 
 
-def call(tool: Tool, kwargs: dict[str, Any], timeout: float) -> Any:
-    """Invoke the function; async tools get their own event loop and a real timeout."""
+class Stopper:
+    """How to stop one running call, when its kind of tool can be stopped.
+
+    The tool's thread arms it with an action (cancel the task, kill the
+    worker); ``stop`` runs that action, now or as soon as it is armed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._action: Any = None
+        self.requested = False
+
+    def arm(self, action: Any) -> None:
+        """Set the action that stops the call (None once the call has ended)."""
+        with self._lock:
+            self._action = action
+            now = self.requested and action is not None
+        if now:
+            action()
+
+    def stop(self) -> None:
+        with self._lock:
+            self.requested = True
+            action = self._action
+        if action is not None:
+            action()
+
+
+def stoppable(tool: Tool) -> bool:
+    """Whether a running call of ``tool`` can really be stopped (a thread cannot)."""
+    return tool.is_async or tool.isolated
+
+
+def call(tool: Tool, kwargs: dict[str, Any], timeout: float, stopper: Stopper | None = None) -> Any:
+    """Invoke the function: isolated tools in a worker process, async tools in their own
+    event loop with a real timeout; both stop when ``stopper`` is told to."""
+    if tool.isolated:
+        return _call_isolated(tool, kwargs, timeout, stopper or Stopper())
+    return _call_here(tool, kwargs, timeout, stopper)
+
+
+def _call_here(tool: Tool, kwargs: dict[str, Any], timeout: float, stopper: Stopper | None) -> Any:
     if tool.is_async:
-        async def bounded() -> Any:
-            return await asyncio.wait_for(tool.func(**kwargs), timeout)
-        return asyncio.run(bounded())
+        return asyncio.run(_bounded(tool, kwargs, timeout, stopper))
     return tool.func(**kwargs)
+
+
+async def _bounded(tool: Tool, kwargs: dict[str, Any], timeout: float,
+                   stopper: Stopper | None) -> Any:
+    """Await the tool with a deadline; ``stopper`` cancels the task from another thread."""
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+
+    def cancel() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has already closed
+            loop.call_soon_threadsafe(task.cancel)  # type: ignore[union-attr]
+    if stopper is not None:
+        stopper.arm(cancel)
+    try:
+        return await asyncio.wait_for(tool.func(**kwargs), timeout)
+    finally:
+        if stopper is not None:
+            stopper.arm(None)
+
+
+def _call_isolated(tool: Tool, kwargs: dict[str, Any], timeout: float, stopper: Stopper) -> str:
+    """Run the call in a forked worker; its printed text joins this thread's output."""
+    stop = threading.Event()
+    stopper.arm(stop.set)
+    try:
+        reply = run_isolated(lambda: _in_worker(tool, kwargs, timeout), timeout=timeout,
+                             memory_mb=None, error=ToolError, describe=_why,
+                             what=f"tool {tool.name}", stop=stop)
+    finally:
+        stopper.arm(None)
+    parts = json.loads(reply)
+    if parts["output"] and _captured.buffer is not None:
+        _captured.buffer.write(parts["output"])
+    return str(parts["result"])
+
+
+def _in_worker(tool: Tool, kwargs: dict[str, Any], timeout: float) -> str:
+    """In the worker process: call the tool, send back its result and printed text as JSON."""
+    printed = io.StringIO()
+    _captured.buffer = printed
+    result = serialise(_call_here(tool, kwargs, timeout, None))
+    return json.dumps({"result": result, "output": printed.getvalue()})
 
 
 @dataclass
@@ -127,6 +207,7 @@ class Job:
     tool: Tool
     kwargs: dict[str, Any]
     timeout: float
+    stopper: Stopper = field(default_factory=Stopper)
 
 
 class _Captured(threading.local):
@@ -248,7 +329,7 @@ def _run_one(job: Job) -> Outcome:
     or an exception to text runs plugin code (``__str__``) that may hang too.
     """
     try:
-        return Outcome("ok", serialise(call(job.tool, job.kwargs, job.timeout)))
+        return Outcome("ok", serialise(call(job.tool, job.kwargs, job.timeout, job.stopper)))
     except AgentCLIError as exc:
         return Outcome("error", f"error: {_text_of(exc)}")
     except BaseException as exc:  # a plugin must not stop us: SystemExit, KeyboardInterrupt too
@@ -265,9 +346,21 @@ def _outcome(future: Future[Any], max_output: int) -> Outcome:
 
 
 def _timed_out(job: Job) -> Outcome:
-    """An async tool is cancelled; a synchronous one cannot be and is left running."""
-    left = "" if job.tool.is_async else " (it may still be running in the background)"
+    """Async and isolated tools are stopped; a thread cannot be and is left running."""
+    job.stopper.stop()
+    left = "" if stoppable(job.tool) else " (it may still be running in the background)"
     return Outcome("timeout", f"timed out after {job.timeout:g} s: {job.tool.name} did not finish{left}")
+
+
+def _cancelled(job: Job) -> Outcome:
+    """The user interrupted the turn: stop the call if it can be, and say which it was."""
+    job.stopper.stop()
+    if stoppable(job.tool):
+        return Outcome("cancelled", "cancelled: the user interrupted the turn, and the call "
+                                    "was stopped before it finished")
+    return Outcome("cancelled", "cancelled: the user interrupted the turn before this call "
+                                "finished; it could not be stopped and may still finish "
+                                "in the background")
 
 
 def run_batch(jobs: list[Job], results: list[Outcome | None], *, max_parallel: int,
@@ -286,9 +379,33 @@ def run_batch(jobs: list[Job], results: list[Outcome | None], *, max_parallel: i
 
 def _run_all(jobs: list[Job], results: list[Outcome | None], max_parallel: int,
              max_output: int) -> None:
-    waiting = list(range(len(jobs)))
     running: dict[Future[Any], tuple[int, float]] = {}
     outputs: dict[Future[Any], io.StringIO] = {}
+    try:
+        _run_loop(jobs, results, max_parallel, max_output, running, outputs)
+    except KeyboardInterrupt:
+        _cancel_running(jobs, results, max_output, running, outputs)
+        raise
+
+
+def _cancel_running(jobs: list[Job], results: list[Outcome | None], max_output: int,
+                    running: dict[Future[Any], tuple[int, float]],
+                    outputs: dict[Future[Any], io.StringIO]) -> None:
+    """Answer every running call "cancelled", stopping those that can be stopped
+    (and waiting a moment for them to end)."""
+    now = time.monotonic()
+    for future, (index, started) in running.items():
+        outcome = _cancelled(jobs[index])
+        outcome.duration_ms = int((now - started) * 1000)
+        outcome.output = cap(outputs[future].getvalue(), max_output)
+        results[index] = outcome
+    wait([f for f, (i, _) in running.items() if stoppable(jobs[i].tool)], timeout=2.0)
+
+
+def _run_loop(jobs: list[Job], results: list[Outcome | None], max_parallel: int,
+              max_output: int, running: dict[Future[Any], tuple[int, float]],
+              outputs: dict[Future[Any], io.StringIO]) -> None:
+    waiting = list(range(len(jobs)))
     while waiting or running:
         while waiting and len(running) < max_parallel:
             index = waiting.pop(0)

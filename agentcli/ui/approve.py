@@ -44,10 +44,10 @@ def approval_panel(request: ApprovalRequest, *, full: bool = False) -> Panel:
     parts.append(body)
     if folded:
         parts.append(Text("long values are folded: press v to view them in full", style="dim"))
+    parts.append(Text(CHOICES, style="dim"))  # inside, where it wraps (a border line is cut)
     title = Text(f"{visible(request.tool.name)}  ")
     title.append(f"({visible(request.tool.source)})", style="dim")
-    return Panel(Group(*parts), title=title, title_align="left", border_style="yellow",
-                 subtitle=Text(CHOICES, style="dim"), subtitle_align="left")
+    return Panel(Group(*parts), title=title, title_align="left", border_style="yellow")
 
 
 WORDS = {"y": "yes", "n": "no", "a": "always", "e": "edit", "v": "view"}

@@ -111,6 +111,30 @@ def ask_key(message: str = QUESTION, *, grace: float = GRACE,
     return None if answer is None else (choice_of(answer) or "?")
 
 
+def ask_choice(message: str, keys: str, *, default: str,
+               output: Output | None = None) -> str:
+    """One of ``keys`` from a single key press; Enter, Ctrl-C and Ctrl-D give ``default``.
+
+    Typeahead is thrown away first, so a key typed earlier does not choose.
+    """
+    flush_typeahead()
+    bindings = KeyBindings()
+
+    def choose(event: KeyPressEvent) -> None:
+        event.app.exit(result=event.data.lower())
+    for key in keys:
+        bindings.add(key)(choose)
+        bindings.add(key.upper())(choose)
+    for key in ("enter", "c-c", "c-d"):
+        bindings.add(key)(lambda event: event.app.exit(result=default))
+    bindings.add("<any>")(lambda event: None)  # other keys do nothing
+    session: PromptSession[str] = PromptSession(message, key_bindings=bindings, output=output)
+    try:
+        return session.prompt() or default
+    except (EOFError, KeyboardInterrupt):
+        return default
+
+
 def ask_line(message: str, *, default: str = "", multiline: bool = False,
              output: Output | None = None) -> str | None:
     """A line (or, with ``multiline``, a text accepted by Esc Enter); None on Ctrl-C/D."""

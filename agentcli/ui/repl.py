@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -66,6 +66,12 @@ class ChatControl(Protocol):
     def show_sessions(self) -> None: ...
     def show_history(self) -> None: ...
     def session_ids(self) -> list[str]: ...
+    def call_entries(self) -> list[dict[str, Any]]: ...
+
+
+def _model_name_ok(name: str) -> bool:
+    """A model id is one printable word (no spaces, tabs or control characters)."""
+    return name.isprintable() and not any(ch.isspace() for ch in name)
 
 
 class _QuietHistory(FileHistory):
@@ -206,6 +212,11 @@ class SlashCommands:
 
     def do_model(self, arg: str) -> None:
         provider = self.chat.agent.provider
+        if arg and not _model_name_ok(arg):
+            self.console.print(f"agentcli: '{visible(arg)}' is not a model name: names have no "
+                               "spaces or control characters; the model is still "
+                               f"{visible(provider.model or '(server default)')}")
+            return
         if arg:
             provider.model = arg
             self.chat.conv.model = arg
@@ -283,11 +294,10 @@ class SlashCommands:
 
     def do_stats(self, arg: str) -> None:
         """This session's tool calls, summarised as ``agentcli tools stats`` does."""
-        records = self.chat.records
-        if not records:
+        entries = self.chat.call_entries()
+        if not entries:
             self.console.print("no tool calls in this session yet")
             return
-        rows = audit.stats(audit.entry(r, None) for r in records)
-        self.console.print(Text(stats_text(rows)))
+        self.console.print(Text(stats_text(audit.stats(entries))))
 
 

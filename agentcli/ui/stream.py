@@ -13,7 +13,8 @@ difference: a link reference definition (``[x]: http://...``) only applies
 within its own block.
 
 Model text is never read as rich markup, and control, escape and bidi
-characters are shown as visible escapes (``safe_text.visible``).
+characters are shown as visible escapes (``safe_text.visible`` in its
+``prose`` form, which keeps zero-width joiners for emoji and scripts).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class MarkdownStream:
     def close(self) -> None:
         """Print what is left and remove the live region."""
         if self._cr:
-            self._splitter.feed(visible(self._cr))
+            self._splitter.feed(visible(self._cr, prose=True))
             self._cr = ""
         if self._live is not None:
             self._live.stop()
@@ -178,7 +179,7 @@ class MarkdownStream:
         self._cr = "\r" if text.endswith("\r") else ""
         if self._cr:
             text = text[:-1]
-        return visible(text.replace("\r\n", "\n"), keep_newlines=True)
+        return visible(text.replace("\r\n", "\n"), prose=True)
 
     def _print(self, block: str) -> None:
         rendered = markdown(block)
@@ -250,7 +251,16 @@ class TurnView:
             if self._waiting == 0:
                 self.start()
         elif isinstance(event, Notice):
-            self.console.print(Text(f"agentcli: {visible(event.text)}", style="dim"))
+            self._print_aside(Text(f"agentcli: {visible(event.text)}", style="dim"))
+
+    def _print_aside(self, line: Text) -> None:
+        """Print a line while the spinner may be up: take it down first, put it back after,
+        so no frame of it stays on the screen next to what follows."""
+        spinning = self._status is not None
+        self._stop_spinner()
+        self.console.print(line)
+        if spinning:
+            self.start()
 
     def close(self) -> None:
         """End the turn's output (also after an error or Ctrl-C)."""
