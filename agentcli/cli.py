@@ -70,6 +70,27 @@ def run(query: Annotated[Optional[str], typer.Argument(metavar="QUERY", help="Th
     raise typer.Exit(run_command(opts))
 
 
+@app.command()
+def batch(input_file: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="One task per line: a JSON string, or {\"id\", \"query\", \"system\", \"model\", \"vars\"}.")],
+          output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="OUT.jsonl", help="Append results here (default: stdout); ids already in it are skipped.")] = None,
+          prompt: Annotated[Optional[str], typer.Option("--prompt", metavar="TEMPLATE", help="Query template; {name} is filled from each line's vars.")] = None,
+          parallel: Annotated[int, typer.Option("--parallel", metavar="N", min=1, help="Tasks run at once (default 4).")] = 4,
+          schema: Schema = None,
+          model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
+          config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
+          yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
+          system: System = None, verbose: Verbose = False, quiet: Quiet = False) -> None:
+    """Run one task per line of a JSONL file, several at once; a rerun resumes."""
+    from .commands.batch import BatchOptions, batch_command
+
+    opts = BatchOptions(model=model, base_url=base_url, profile=profile, config=config,
+                        tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
+                        tool_choice=tool_choice, max_steps=max_steps, system=system,
+                        verbose=verbose, quiet=quiet, input=input_file, output=output,
+                        prompt=prompt, parallel=parallel, schema=schema)
+    raise typer.Exit(batch_command(opts))
+
+
 @config_app.command("show")
 def config_show(config: ConfigFile = None, profile: Profile = None) -> None:
     """The effective configuration and where each value comes from (secrets redacted)."""
