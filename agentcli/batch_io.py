@@ -89,8 +89,9 @@ def parse_line(raw: bytes, number: int, template: str | None) -> Task:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return _bad(task, "is not UTF-8 text")
-    except (json.JSONDecodeError, RecursionError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+    except (ValueError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else (
+            str(exc) if isinstance(exc, ValueError) else "nested too deeply")
         return _bad(task, f"is not JSON ({reason}); write a JSON string or object per line")
     problem = shape_problem(value)
     if problem is not None:

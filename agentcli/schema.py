@@ -49,6 +49,9 @@ class AnswerSchema:
             found = sorted(self.validator.iter_errors(data), key=lambda e: list(map(str, e.path)))
         except RecursionError:
             return ["the answer cannot be checked: the schema refers to itself without end"]
+        except Exception as exc:  # a reference that cannot be resolved, for one
+            return [f"the answer cannot be checked against the schema ({type(exc).__name__}: "
+                    f"{str(exc)[:200]})"]
         return [_describe(error) for error in found[:MAX_ERRORS]]
 
 
@@ -77,6 +80,8 @@ def parse_answer(text: str) -> Any:
                          f"column {exc.colno})") from None
     except RecursionError:
         raise ValueError("the answer is JSON nested too deeply to read") from None
+    except ValueError as exc:  # e.g. an integer too long to convert
+        raise ValueError(f"the answer cannot be read as JSON ({exc})") from None
 
 
 def load_schema(value: str) -> AnswerSchema:
@@ -93,6 +98,8 @@ def load_schema(value: str) -> AnswerSchema:
                          f"{exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise UsageError(f"--schema: {origin} is nested too deeply to read") from None
+    except ValueError as exc:
+        raise UsageError(f"--schema: {origin} cannot be read as JSON ({exc})") from None
     return AnswerSchema(schema, _validator(schema, origin))
 
 
@@ -116,6 +123,10 @@ def _validator(schema: Any, origin: str) -> Any:
     problem = shape_problem(schema)
     if problem is not None:
         raise UsageError(f"--schema: {origin} cannot be used: it {problem}")
+    outside = _outside_ref(schema)
+    if outside is not None:
+        raise UsageError(f"--schema: {origin} refers to {outside!r}; only references inside "
+                         "the schema itself (\"#/...\") can be used")
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -130,6 +141,21 @@ def _validator(schema: Any, origin: str) -> Any:
     except jsonschema.exceptions.RefResolutionError as exc:  # pragma: no cover - old jsonschema
         raise UsageError(f"--schema: {origin}: {exc}") from None
     return validator
+
+
+def _outside_ref(schema: Any) -> str | None:
+    """The first ``$ref`` that points outside the schema (a file or URL), or None."""
+    stack = [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("$ref")
+            if isinstance(ref, str) and not ref.startswith("#"):
+                return ref
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def repair_prompt(errors: list[str]) -> str:

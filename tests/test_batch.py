@@ -4,6 +4,7 @@ scripted server, resumable, with one shared backoff."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -53,6 +54,19 @@ def test_each_line_gets_a_result_and_a_bad_line_is_only_its_own_error(cli, serve
     assert sent["second"]["model"] == "other"
     assert sent["second"]["messages"][0] == {"role": "system", "content": "be brief"}
     assert "batch: 2 ok, 3 failed (3 error)" in result.stderr
+
+
+def test_hostile_lines_are_errors_for_those_lines_only(cli, server, run_args, tmp_path):
+    tasks = write_lines(tmp_path / "in.jsonl", "[" * 100_000 + "]" * 100_000,
+                        '{"query": ' + "9" * 5000 + "}", '{"id": "ok", "query": "fine"}')
+    (tmp_path / "in.jsonl").open("ab").write(b'"\xff\xfe"\n')
+    server.enqueue(Echo())
+    result = cli("batch", str(tasks), *run_args, "--no-tools")
+    lines = {line["id"]: line for line in map(json.loads, result.stdout.splitlines())}
+    assert lines["ok"]["status"] == "ok"
+    assert [lines[f"line-{n}"]["status"] for n in (1, 2, 4)] == ["error"] * 3
+    assert "not UTF-8" in lines["line-4"]["error"]
+    assert "Traceback" not in result.stderr
 
 
 def test_prompt_template_is_filled_from_vars(cli, server, run_args, tmp_path):
@@ -179,3 +193,27 @@ def test_ctrl_c_keeps_every_line_written_and_a_rerun_finishes(cli, server, run_a
     assert rerun.code == 0 and len(server.requests) == 5
     assert len(out.read_text().splitlines()) == 6
 
+
+
+def test_a_terminal_shows_a_progress_bar_and_a_pipe_only_the_summary(cli, server, run_args,
+                                                                      tmp_path, home):
+    import sys
+
+    import pexpect
+
+    tasks = write_lines(tmp_path / "in.jsonl", '"one"', "oops", '"three"')
+    server.enqueue(slow(0.5, Echo()), slow(0.5, Echo()))
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    child = pexpect.spawn(sys.executable, ["-m", "agentcli", "batch", str(tasks), "-o",
+                                           str(tmp_path / "out.jsonl"), *run_args, "--no-tools",
+                                           "--parallel", "1"],
+                          env=env, encoding="utf-8", timeout=30, dimensions=(40, 120))
+    child.expect(r"1 failed")
+    child.expect("ETA")
+    child.expect(r"batch: 2 ok, 1 failed")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    server.enqueue(Echo(), Echo())
+    piped = cli("batch", str(tasks), "-o", str(tmp_path / "again.jsonl"), *run_args, "--no-tools")
+    assert "ETA" not in piped.stderr and piped.stderr.startswith("agentcli: batch: 2 ok, 1 failed")

@@ -91,10 +91,11 @@ def test_an_unsupported_format_message_also_drops_it(cli, server, run_args):
 
 def test_an_answer_nested_too_deeply_is_a_mismatch_not_a_crash(cli, server, run_args):
     deep = "[" * 5000 + "]" * 5000
-    server.enqueue(text(deep, chunk_size=5000), text(deep, chunk_size=5000))
+    server.enqueue(text(deep, chunk_size=5000), text("[" + "9" * 5000 + "]", chunk_size=5000))
     result = cli("run", *run_args, "--schema", '{"type": "array"}', "x")
     assert result.code == 4
     assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
+    assert "cannot be read as JSON" in result.stderr
 
 
 @pytest.mark.parametrize("schema, message", [
@@ -103,6 +104,8 @@ def test_an_answer_nested_too_deeply_is_a_mismatch_not_a_crash(cli, server, run_
     ("missing.json", "cannot read"),
     ('{"$ref": "#"}', "refers to itself"),
     ('{"allOf": ' * 200 + "{}" + "}" * 200, "nested deeper"),
+    ('{"properties": {"a": {"$ref": "https://example.com/a.json"}}}', "only references inside"),
+    ('{"maximum": ' + "9" * 5000 + "}", "cannot be read as JSON"),
 ])
 def test_an_invalid_schema_is_a_usage_error_before_any_request(cli, server, run_args, schema, message):
     result = cli("run", *run_args, "--schema", schema, "who?")
