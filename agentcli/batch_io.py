@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -183,8 +183,10 @@ def _result_id(raw: bytes) -> list[str]:
 class ResultWriter:
     """Appends result lines to OUT (or stdout), each whole and flushed at once."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None,
+                 dumps: Callable[[Any], str] = lambda obj: json.dumps(obj, ensure_ascii=False)) -> None:
         self.path = path
+        self.dumps = dumps
         self._lock = threading.Lock()
         self._stream: IO[str] | None = None
         self._fd: int | None = None
@@ -197,7 +199,7 @@ class ResultWriter:
             raise UsageError(f"cannot write {path} ({exc.strerror or exc})") from None
 
     def write(self, result: dict[str, Any]) -> None:
-        line = json.dumps(result, ensure_ascii=False) + "\n"
+        line = self.dumps(result) + "\n"
         with self._lock:
             if self._fd is None:
                 assert self._stream is not None

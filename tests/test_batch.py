@@ -217,3 +217,21 @@ def test_a_terminal_shows_a_progress_bar_and_a_pipe_only_the_summary(cli, server
     server.enqueue(Echo(), Echo())
     piped = cli("batch", str(tasks), "-o", str(tmp_path / "again.jsonl"), *run_args, "--no-tools")
     assert "ETA" not in piped.stderr and piped.stderr.startswith("agentcli: batch: 2 ok, 1 failed")
+
+
+def test_results_on_a_terminal_show_control_characters_visibly(cli, server, run_args, tmp_path,
+                                                              home):
+    import sys
+
+    import pexpect
+
+    tasks = write_lines(tmp_path / "in.jsonl", '"one"')
+    server.enqueue(text("right\u202eleft"), text("right\u202eleft"))
+    child = pexpect.spawn(sys.executable, ["-m", "agentcli", "batch", str(tasks), *run_args,
+                                           "--no-tools"], env={**os.environ, "TERM": "xterm"},
+                          encoding="utf-8", timeout=30)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert "right\\u202eleft" in child.before and "\u202e" not in child.before
+    piped = cli("batch", str(tasks), *run_args, "--no-tools")
+    assert json.loads(piped.stdout)["answer"] == "right\u202eleft"  # byte-exact when piped

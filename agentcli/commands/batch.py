@@ -20,6 +20,7 @@ from ..schema import load_schema
 from ..ui.approve import auto_approver
 from ..ui.console import stderr_console
 from ..ui.render import notice_line
+from ..ui.safe_text import json_visible
 from .common import (CommonOptions, build_agent, build_registry, load_settings, reported, stderr,
                      tool_choice)
 
@@ -49,7 +50,7 @@ def _batch(opts: BatchOptions, console: Console) -> int:
     done = done_ids(opts.output) & ids
     approve = auto_approver if opts.yes else DenyAsking()
     runner = _runner(opts, console, approve, schema)
-    writer = ResultWriter(opts.output)
+    writer = ResultWriter(opts.output, *_on_terminal(opts.output))
     tally = Tally(total=len(ids) - len(done))
     tasks = (t for t in read_tasks(opts.input, opts.prompt) if t.key not in done)
     try:
@@ -79,6 +80,13 @@ def _runner(opts: BatchOptions, console: Console, approve: Approver,
                       approve=approve, limits=agent.limits, tool_settings=settings.tools,
                       audit=agent.tools.audit, strict=agent.strict, system=settings.system,
                       schema=schema, tool_choice=tool_choice(opts.tool_choice, registry))
+
+
+def _on_terminal(output: Path | None) -> list[Callable[[Any], str]]:
+    """Result lines shown on a terminal have control sequences made visible."""
+    if output is not None or not sys.stdout.isatty():
+        return []
+    return [lambda obj: json_visible(obj, indent=None)]
 
 
 def _keep(writer: ResultWriter, tally: Tally,
