@@ -117,15 +117,17 @@ def test_parallel_tasks_are_in_flight_together(cli, server, run_args, tmp_path):
 
 
 def test_a_429_pauses_every_worker(cli, server, run_args, tmp_path):
-    tasks = write_lines(tmp_path / "in.jsonl", *[f'"task {n}"' for n in range(8)])
+    # Each answer takes 0.3 s: without a shared wait, the three other workers
+    # would go on sending a request every 0.3 s while the server asks to wait.
+    tasks = write_lines(tmp_path / "in.jsonl", *[f'"task {n}"' for n in range(12)])
     server.enqueue(error(429, "slow down", headers={"Retry-After": "2"}),
-                   *[Echo() for _ in range(8)])
+                   *[slow(0.3, Echo()) for _ in range(12)])
     result = cli("batch", str(tasks), *run_args, "--no-tools", "--parallel", "4")
     assert result.code == 0, result.stderr
     limited = server.requests[0].at
-    during = [r.at - limited for r in server.requests if 0.5 < r.at - limited < 1.8]
+    during = [r.at - limited for r in server.requests if 0.6 < r.at - limited < 1.8]
     assert during == []  # nobody sent anything while the server asked to wait
-    assert len(result.stdout.splitlines()) == 8
+    assert len(result.stdout.splitlines()) == 12
 
 
 def test_calls_that_would_ask_are_denied_unless_yes(cli, server, run_args, tmp_path):
@@ -235,3 +237,23 @@ def test_results_on_a_terminal_show_control_characters_visibly(cli, server, run_
     assert "right\\u202eleft" in child.before and "\u202e" not in child.before
     piped = cli("batch", str(tasks), *run_args, "--no-tools")
     assert json.loads(piped.stdout)["answer"] == "right\u202eleft"  # byte-exact when piped
+
+
+def test_a_writer_waits_for_the_lock_held_by_another(server, run_args, tmp_path, home):
+    import fcntl
+
+    tasks = write_lines(tmp_path / "in.jsonl", '"one"')
+    server.enqueue(Echo())
+    out = tmp_path / "out.jsonl"
+    with out.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process in the middle of its line
+        proc = _spawn(tasks, out, run_args)
+        deadline = time.monotonic() + 30
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert proc.poll() is None and out.read_text() == ""
+        fcntl.flock(held, fcntl.LOCK_UN)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert json.loads(out.read_text())["answer"] == "echo: one"
