@@ -33,6 +33,7 @@ MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", metavar="N", min
 System = Annotated[Optional[str], typer.Option("--system", metavar="TEXT", help="System prompt.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show details and tracebacks.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only the answer and errors.")]
+Schema = Annotated[Optional[str], typer.Option("--schema", metavar="SCHEMA", help="The answer must be JSON matching this JSON Schema (a file, or inline JSON); exit 4 if it does not.")]
 
 
 def _version(value: bool) -> None:
@@ -56,7 +57,8 @@ def run(query: Annotated[Optional[str], typer.Argument(metavar="QUERY", help="Th
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask for the whole reply at once.")] = False,
         session: Annotated[Optional[str], typer.Option("--session", metavar="ID", help="Continue a saved session.")] = None,
-        save: Annotated[bool, typer.Option("--save", help="Save the conversation.")] = False) -> None:
+        save: Annotated[bool, typer.Option("--save", help="Save the conversation.")] = False,
+        schema: Schema = None) -> None:
     """Run one task and print the answer (stdout carries only the answer)."""
     from .commands.run import RunOptions, run_command
 
@@ -64,8 +66,29 @@ def run(query: Annotated[Optional[str], typer.Argument(metavar="QUERY", help="Th
                       tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
                       tool_choice=tool_choice, max_steps=max_steps, system=system,
                       verbose=verbose, quiet=quiet, query=query, json=json_out,
-                      no_stream=no_stream, session=session, save=save)
+                      no_stream=no_stream, session=session, save=save, schema=schema)
     raise typer.Exit(run_command(opts))
+
+
+@app.command()
+def batch(input_file: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="One task per line: a JSON string, or {\"id\", \"query\", \"system\", \"model\", \"vars\"}.")],
+          output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="OUT.jsonl", help="Append results here (default: stdout); ids already in it are skipped.")] = None,
+          prompt: Annotated[Optional[str], typer.Option("--prompt", metavar="TEMPLATE", help="Query template; {name} is filled from each line's vars.")] = None,
+          parallel: Annotated[int, typer.Option("--parallel", metavar="N", min=1, help="Tasks run at once (default 4).")] = 4,
+          schema: Schema = None,
+          model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
+          config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
+          yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
+          system: System = None, verbose: Verbose = False, quiet: Quiet = False) -> None:
+    """Run one task per line of a JSONL file, several at once; a rerun resumes."""
+    from .commands.batch import BatchOptions, batch_command
+
+    opts = BatchOptions(model=model, base_url=base_url, profile=profile, config=config,
+                        tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
+                        tool_choice=tool_choice, max_steps=max_steps, system=system,
+                        verbose=verbose, quiet=quiet, input=input_file, output=output,
+                        prompt=prompt, parallel=parallel, schema=schema)
+    raise typer.Exit(batch_command(opts))
 
 
 @config_app.command("show")

@@ -22,6 +22,7 @@ imports the UI.
      ├── SessionError             a saved session is missing or corrupt
      ├── ContextTooLarge          the request cannot be made to fit context_window
      ├── MaxStepsReached          exit 3: the loop ran out of steps
+     ├── SchemaMismatch           exit 4: the answer did not match --schema
      └── Interrupted              exit 130: Ctrl-C
 """
 
@@ -114,6 +115,12 @@ class MaxStepsReached(AgentCLIError):
     """The model kept calling tools past ``max_steps``."""
 
     exit_code = 3
+
+
+class SchemaMismatch(AgentCLIError):
+    """The answer did not match ``--schema``, even after the repair turn."""
+
+    exit_code = 4
 
 
 class Interrupted(AgentCLIError):

@@ -28,7 +28,9 @@ from .errors import (AuthError, MalformedReply, ModelConnectionError, ModelError
 from .messages import ToolCall, Usage
 
 #: Fields some servers reject; dropped and remembered after one 400 naming them.
-OPTIONAL_FIELDS = ("parallel_tool_calls", "stream_options")
+OPTIONAL_FIELDS = ("parallel_tool_calls", "stream_options", "response_format", "text")
+#: How an error message names a field, where its bare name is too common a word.
+_MENTIONS = {"text": ("text.format",)}
 MAX_RETRY_AFTER = 60.0
 #: A wait longer than this is announced (a notice), not only logged.
 ANNOUNCE_WAIT = 3.0
@@ -62,6 +64,8 @@ class ChatProvider:
         self._debug = debug
         self._sleep = sleep
         self._dropped: set[str] = set()
+        #: ``{"name", "schema"}``: the answer is asked for in this JSON Schema (``--schema``).
+        self.answer_format: dict[str, Any] | None = None
         self.client = openai.OpenAI(api_key=api_key or "no-key", base_url=settings.base_url,
                                     max_retries=0, timeout=settings.request_timeout)
 
@@ -144,6 +148,8 @@ class ChatProvider:
         if stream:
             request["stream"] = True
             request["stream_options"] = {"include_usage": True}
+        if self.answer_format is not None:
+            request["response_format"] = {"type": "json_schema", "json_schema": self.answer_format}
         for name in self._dropped:
             request.pop(name, None)
         return request
@@ -231,7 +237,7 @@ class ChatProvider:
         status = exc.status_code
         if status == 400:
             for name in OPTIONAL_FIELDS:
-                if name in request and name not in self._dropped and name in detail:
+                if name in request and name not in self._dropped and _names(exc, detail, name):
                     self._dropped.add(name)
                     return _DropField()
         if status in (401, 403):
@@ -263,6 +269,14 @@ class _DropField(Exception):
 
 class _ServerError(ModelError):
     """5xx after every retry."""
+
+
+def _names(exc: openai.APIStatusError, detail: str, name: str) -> bool:
+    """Whether a 400 is about the request field ``name`` (its ``param`` or its message)."""
+    param = str(getattr(exc, "param", None) or "")
+    if param == name or param.startswith(name + ".") or param.startswith(name + "["):
+        return True
+    return any(mention in detail for mention in _MENTIONS.get(name, (name,)))
 
 
 def _data(obj: Any, spec: Any, label: str) -> dict[str, Any]:

@@ -66,6 +66,8 @@ class ResponsesProvider(ChatProvider):
             request["max_output_tokens"] = s.max_tokens
         if stream:
             request["stream"] = True
+        if self.answer_format is not None:
+            request["text"] = {"format": {"type": "json_schema", **self.answer_format}}
         for name in self._dropped:
             request.pop(name, None)
         return request

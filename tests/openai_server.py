@@ -28,6 +28,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -109,11 +110,13 @@ class Recorded:
         path: Request path without the query string, e.g. ``/v1/chat/completions``.
         headers: Request headers (lowercased keys, case-blind lookups).
         body: The parsed JSON body (``{}`` if it was empty or not JSON).
+        at: When it arrived (``time.monotonic()``).
     """
 
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def stream(self) -> bool:

@@ -10,11 +10,15 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+from ..agent import Agent
 from ..config import Settings
 from ..conversation import Conversation, new_id
 from ..endpoint import resolve
-from ..errors import AgentCLIError, Interrupted, MaxStepsReached, SessionError, UsageError
+from ..errors import (AgentCLIError, Interrupted, MaxStepsReached, SchemaMismatch, SessionError,
+                      UsageError)
 from ..events import Event, Notice, TextDelta, ToolFinished, TurnResult
+from ..schema import AnswerSchema, load_schema, request_format
+from ..schema import answer as schema_answer
 from ..sessions import SessionStore
 from ..ui.console import stderr_console
 from ..ui.render import for_output, notice_line, plugin_output, tool_result_line
@@ -30,6 +34,7 @@ class RunOptions(CommonOptions):
     no_stream: bool = False
     session: str | None = None
     save: bool = False
+    schema: str | None = None
 
 
 def read_query(query: str | None) -> str:
@@ -57,9 +62,11 @@ class _Output:
         self.ends_with_newline = True
         self.shown = False  # some answer text is on stdout
         self.terminal = sys.stdout.isatty()
+        #: With --schema the answer is printed once checked, never streamed.
+        self.streams = not opts.json and not opts.schema
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, TextDelta) and not self.opts.json and event.text:
+        if isinstance(event, TextDelta) and self.streams and event.text:
             sys.stdout.write(for_output(event.text, terminal=self.terminal))
             sys.stdout.flush()
             self.ends_with_newline = event.text.endswith("\n")
@@ -89,17 +96,27 @@ class _Output:
                 exc.args = (f"{exc}; the text above is incomplete",)
             raise
 
+    def _print(self, obj: object) -> None:
+        print(json_visible(obj, indent=None) if self.terminal
+              else json.dumps(obj, ensure_ascii=False))
+
     def _end_line(self) -> None:
         if not self.ends_with_newline:
             sys.stdout.write("\n")
             sys.stdout.flush()
             self.ends_with_newline = True
 
-    def finish(self, result: TurnResult, session_id: str | None) -> None:
+    def finish(self, result: TurnResult, session_id: str | None, data: object = None,
+               error: AgentCLIError | None = None) -> None:
         if self.opts.json:
-            data = _json(result, session_id)
-            print(json_visible(data, indent=None) if self.terminal
-                  else json.dumps(data, ensure_ascii=False))
+            obj = _json(result, session_id)
+            if self.opts.schema:
+                obj["data"] = data
+            if error is not None:
+                obj["error"] = {"message": str(error), "exit_code": error.exit_code}
+            self._print(obj)
+        elif self.opts.schema and error is None:
+            self._print(data)
         else:
             self._end_line()
         if result.finish_reason == "length":
@@ -122,6 +139,7 @@ def run_command(opts: RunOptions) -> int:
 
 
 def _run(opts: RunOptions, console: Console, output: _Output) -> int:
+    schema = load_schema(opts.schema) if opts.schema is not None else None
     loaded = load_settings(opts, console)
     query = read_query(opts.query)
     settings = loaded.settings
@@ -136,10 +154,14 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
                         stream=not opts.no_stream, verbose=opts.verbose)
     saving = opts.save or opts.session is not None
     wanted = conv.id
+    choice = tool_choice(opts.tool_choice, registry)
+    data = None
     try:
-        result = agent.run_turn(conv, query, tool_choice=tool_choice(opts.tool_choice, registry))
-    except MaxStepsReached as exc:
-        output.finish(exc.result, _save(store, conv, console) if saving else None)  # type: ignore[attr-defined]
+        result, data = _turn(agent, conv, query, choice, schema)
+    except (MaxStepsReached, SchemaMismatch) as exc:
+        error = exc if isinstance(exc, SchemaMismatch) else None
+        output.finish(exc.result, _save(store, conv, console) if saving else None,  # type: ignore[attr-defined]
+                      error=error)
         raise
     except BaseException as exc:
         if isinstance(exc, Interrupted):
@@ -148,8 +170,17 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
             _save(store, conv, console)
         raise
     saved = _save(store, conv, console) if saving else None
-    output.finish(result, saved)
+    output.finish(result, saved, data)
     return 1 if saving and saved != wanted else 0
+
+
+def _turn(agent: Agent, conv: Conversation, query: str, choice: object,
+          schema: AnswerSchema | None) -> tuple[TurnResult, object]:
+    """The turn, and with --schema the answer checked (and repaired once) against it."""
+    if schema is None:
+        return agent.run_turn(conv, query, tool_choice=choice), None
+    agent.provider.answer_format = request_format(schema)
+    return schema_answer(agent, conv, query, schema, tool_choice=choice)
 
 
 def _conversation(opts: RunOptions, settings: Settings, store: SessionStore) -> Conversation:
