@@ -20,6 +20,7 @@ from .errors import Interrupted, InvalidArguments, ToolError
 from .events import ApprovalRequest, Approver, Decision, Event, ToolFinished, ToolRecord
 from .messages import Message, ToolCall
 from .nesting import MAX_DEPTH, shape_problem
+from .policy import LoopGuard, Rules, Verdict, canonical
 from .tools.base import Tool
 from .tools.guards import Guards
 from .tools.registry import ToolRegistry
@@ -48,7 +49,7 @@ class ToolExecutor:
     def __init__(self, registry: ToolRegistry, *, approve: Approver,
                  on_event: Callable[[Event], None] = lambda _: None,
                  limits: Limits | None = None, tool_settings: ToolSettings | None = None,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, rules: Rules | None = None) -> None:
         self.registry = registry
         self.approve = approve
         self.on_event = on_event
@@ -57,6 +58,12 @@ class ToolExecutor:
         self.guards = Guards(settings)
         self.audit = audit
         self.always: set[str] = set()
+        #: (tool, scope) pairs approved with "always".
+        self.scopes: set[tuple[str, str]] = set()
+        self.rules = rules or Rules()
+        self.loop_guard = LoopGuard(settings.repeat_limit)
+        #: Why the conversation holds text from outside (None: it does not, as far as known).
+        self.outside: str | None = None
 
     def run(self, conv: Conversation, calls: list[ToolCall]) -> list[ToolRecord]:
         """Approve calls one by one, run the approved ones together, answer every id."""
@@ -104,10 +111,14 @@ class ToolExecutor:
             kwargs = tool.validate(arguments)
         except ToolError as exc:
             return Outcome("error", f"error: {exc}")
+        if self.loop_guard.over(tool.name, arguments):
+            record.decision = "denied"
+            return Outcome("denied", self.loop_guard.reason(tool.name))
         if self.registry.policy(tool.name) != "deny":
             refusal = self.guards.refusal(tool)
             if refusal:
                 return Outcome("error", f"error: {refusal}")
+        record.scope = scope_of(tool, kwargs)
         decision = self._decide(call, tool, arguments, record)
         if not decision.approved:
             return Outcome("denied", _denial_text(call.name, decision))
@@ -121,17 +132,51 @@ class ToolExecutor:
 
     def _decide(self, call: ToolCall, tool: Tool, arguments: dict[str, Any],
                 record: ToolRecord) -> Decision:
-        policy = self.registry.policy(tool.name)
-        if policy == "deny":
+        """Rules first (deny beats all), then the tool's policy and "always" answers;
+        a call with side effects after outside text asks unless a rule allows it."""
+        verdict = self.rules.judge(tool.name, arguments)
+        record.rule = verdict.rule.origin if verdict.rule else None
+        action = self._action(tool, verdict, record.scope)
+        if action == "deny":
             record.decision = "denied"
-            return Decision(False, reason=f"the tool '{tool.name}' is disabled by policy")
-        if policy == "auto" or tool.name in self.always:
+            return Decision(False, reason=self._denial(tool, verdict))
+        why = None if verdict.action == "auto" else self._why_ask(tool)
+        if action == "auto" and why is None:
             record.decision = "auto"
             return Decision(True)
+        return self._ask(ApprovalRequest(call=call, tool=tool, arguments=arguments,
+                                         scope=record.scope, why=why), record)
+
+    def _action(self, tool: Tool, verdict: Verdict, scope: str | None) -> str:
+        if self.registry.policy(tool.name) == "deny":
+            return "deny"
+        if verdict.action is not None:
+            return verdict.action
+        if self.registry.policy(tool.name) == "auto" or tool.name in self.always:
+            return "auto"
+        return "auto" if scope is not None and (tool.name, scope) in self.scopes else "ask"
+
+    def _denial(self, tool: Tool, verdict: Verdict) -> str:
+        if self.registry.policy(tool.name) == "deny":
+            return f"the tool '{tool.name}' is disabled by policy"
+        if verdict.rule is not None:
+            return f"a policy rule denies this call ({verdict.rule.origin})"
+        return "no rule of the policy allows this call (deny by default under --policy)"
+
+    def _why_ask(self, tool: Tool) -> str | None:
+        if not tool.side_effects or self.outside is None:
+            return None
+        return (f"{tool.name} changes things and the conversation now holds text from outside "
+                f"({self.outside}) that may try to steer it, so it asks even if approved before")
+
+    def _ask(self, request: ApprovalRequest, record: ToolRecord) -> Decision:
         record.decision = "cancelled"  # until an answer comes
-        decision = self.approve(ApprovalRequest(call=call, tool=tool, arguments=arguments))
+        decision = self.approve(request)
         if decision.approved and decision.always:
-            self.always.add(tool.name)
+            if request.scope is not None:
+                self.scopes.add((request.tool.name, request.scope))
+            else:
+                self.always.add(request.tool.name)
         record.decision = ("denied" if not decision.approved else
                            "edited" if decision.arguments is not None else "approved")
         return decision
@@ -164,9 +209,30 @@ class ToolExecutor:
             outcome = outcome or Outcome("cancelled", missing)
             record.status, record.result = outcome.status, outcome.result
             conv.add(Message(role="tool", tool_call_id=call.id, content=_tool_message(record)))
+            self._note_outside(record)
             if self.audit is not None:
                 self.audit.write(record, session=conv.id)
             self.on_event(ToolFinished(record))
+
+
+    def _note_outside(self, record: ToolRecord) -> None:
+        """A successful result of a tool that reads from outside marks the conversation."""
+        if record.status == "ok" and self.outside is None and record.name in self.registry \
+                and self.registry.get(record.name).untrusted_output:
+            self.outside = f"a result of {record.name}"
+
+
+def scope_of(tool: Tool, kwargs: dict[str, Any]) -> str | None:
+    """The tool's scope for these arguments; one that cannot be worked out is the exact call."""
+    if tool.scope is None:
+        return None
+    try:
+        scope = tool.scope(kwargs)
+    except Exception:  # a plugin's scope function failing must not widen "always"
+        scope = None
+    if not isinstance(scope, str) or not scope:
+        return "exactly " + canonical(tool.name, kwargs)[:200]
+    return scope[:200]
 
 
 def _attach_fd_output(record: ToolRecord, printed: str, batch: int) -> None:
