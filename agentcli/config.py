@@ -111,6 +111,19 @@ class ToolSettings(_Strict):
     repeat_limit: int = Field(default=3, strict=True, ge=1, le=1_000)
 
 
+class HookSpec(_Strict):
+    """One ``[[hooks.pre_tool]]`` or ``[[hooks.post_tool]]`` command."""
+
+    match: str = "*"
+    command: list[str] = Field(min_length=1)
+    timeout: float = _seconds(10.0)
+
+
+class HookSettings(_Strict):
+    pre_tool: list[HookSpec] = []
+    post_tool: list[HookSpec] = []
+
+
 class HttpSettings(_Strict):
     allow_hosts: list[str] = []
     allow_private: bool = False
@@ -130,6 +143,7 @@ class Settings(ModelParams):
     system: str | None = None
     tools: ToolSettings = ToolSettings()
     http: HttpSettings = HttpSettings()
+    hooks: HookSettings = HookSettings()
     profiles: dict[str, ModelParams] = {}
 
     def api_key(self, env: Mapping[str, str] | None = None) -> str | None:

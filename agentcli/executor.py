@@ -8,9 +8,10 @@ for a call typed by a person, so both go through the same checks.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .audit import AuditLog
@@ -18,6 +19,7 @@ from .config import ToolSettings
 from .conversation import Conversation
 from .errors import Interrupted, InvalidArguments, ToolError
 from .events import ApprovalRequest, Approver, Decision, Event, ToolFinished, ToolRecord
+from .hooks import Hook, HookFailed, result_text
 from .messages import Message, ToolCall
 from .nesting import MAX_DEPTH, shape_problem
 from .policy import LoopGuard, Rules, Verdict, canonical
@@ -64,10 +66,12 @@ class ToolExecutor:
         self.loop_guard = LoopGuard(settings.repeat_limit)
         #: Why the conversation holds text from outside (None: it does not, as far as known).
         self.outside: str | None = None
+        self._session: str | None = None
 
     def run(self, conv: Conversation, calls: list[ToolCall]) -> list[ToolRecord]:
         """Approve calls one by one, run the approved ones together, answer every id."""
         records = [ToolRecord(c.id, c.name, parse_lenient(c.arguments)) for c in calls]
+        self._session = conv.id
         outcomes: list[Outcome | None] = [None] * len(calls)
         jobs: dict[int, Job] = {}
         try:
@@ -86,6 +90,7 @@ class ToolExecutor:
             raise Interrupted("interrupted before the tools ran") from None
         try:
             self._execute(jobs, outcomes, records)
+            self._post_hooks(sorted(jobs), calls, outcomes, records)
         except KeyboardInterrupt:
             self._answer(conv, calls, records, outcomes)
             raise Interrupted("interrupted while tools were running") from None
@@ -118,6 +123,16 @@ class ToolExecutor:
             refusal = self.guards.refusal(tool)
             if refusal:
                 return Outcome("error", f"error: {refusal}")
+        changed = self._pre_hooks(tool.name, arguments, record)
+        if isinstance(changed, Outcome):
+            return changed
+        if changed is not None:
+            arguments = record.arguments = changed
+            try:
+                kwargs = tool.validate(arguments)
+            except ToolError as exc:
+                return Outcome("error", f"error: the hook {record.hook} changed the arguments "
+                                        f"into ones that are not valid: {exc}")
         record.scope = scope_of(tool, kwargs)
         decision = self._decide(call, tool, arguments, record)
         if not decision.approved:
@@ -215,11 +230,76 @@ class ToolExecutor:
             self.on_event(ToolFinished(record))
 
 
+    def _hooks(self, event: str, name: str) -> list[Hook]:
+        return [h for h in self.registry.hooks if h.event == event and h.applies(name)]
+
+    def _payload(self, name: str, arguments: Any) -> dict[str, Any]:
+        return {"tool": name, "arguments": arguments, "session": self._session,
+                "cwd": os.getcwd()}
+
+    def _pre_hooks(self, name: str, arguments: dict[str, Any],
+                   record: ToolRecord) -> Outcome | dict[str, Any] | None:
+        """Run the pre_tool hooks in order: new arguments, a denial, or an error result."""
+        changed = None
+        for hook in self._hooks("pre_tool", name):
+            try:
+                answer = hook.run(self._payload(name, changed or arguments))
+                if answer.arguments is not None:
+                    changed = _as_arguments(answer.arguments)
+            except HookFailed as exc:
+                record.hook = hook.name
+                return Outcome("error", f"error: the pre_tool hook {hook.name} failed ({exc}); "
+                                        "the call was not run")
+            if answer.deny is not None:
+                record.hook, record.decision = hook.name, "denied"
+                return Outcome("denied", f"denied by the hook {hook.name}: {answer.deny}")
+            if answer.arguments is not None:
+                record.hook = hook.name
+        return changed
+
+    def _post_hooks(self, order: list[int], calls: list[ToolCall],
+                    outcomes: list[Outcome | None], records: list[ToolRecord]) -> None:
+        """Run the post_tool hooks on each call that ran; they may replace its result."""
+        for index in order:
+            outcome = outcomes[index]
+            for hook in self._hooks("post_tool", calls[index].name):
+                if outcome is None or outcome.status == "denied":
+                    break
+                outcome = self._post_hook(hook, records[index], outcome)
+            outcomes[index] = outcome
+
+    def _post_hook(self, hook: Hook, record: ToolRecord, outcome: Outcome) -> Outcome:
+        payload = {**self._payload(record.name, record.arguments), "status": outcome.status,
+                   "result": outcome.result}
+        try:
+            answer = hook.run(payload)
+            text = result_text(answer.result) if answer.has_result else None
+        except HookFailed as exc:
+            record.hook = hook.name
+            return replace(outcome, status="error", result=f"error: the post_tool hook "
+                           f"{hook.name} failed ({exc}); the result is withheld")
+        if answer.deny is not None:
+            record.hook = hook.name
+            return replace(outcome, status="denied",
+                           result=f"denied by the hook {hook.name}: {answer.deny}")
+        if text is not None:
+            record.hook = hook.name
+            return replace(outcome, result=text)
+        return outcome
+
     def _note_outside(self, record: ToolRecord) -> None:
         """A successful result of a tool that reads from outside marks the conversation."""
         if record.status == "ok" and self.outside is None and record.name in self.registry \
                 and self.registry.get(record.name).untrusted_output:
             self.outside = f"a result of {record.name}"
+
+
+def _as_arguments(value: dict[str, Any]) -> dict[str, Any]:
+    """Arguments from a hook, held to the rules for a model's (JSON, bounded depth)."""
+    try:
+        return parse_arguments(json.dumps(value))
+    except (TypeError, ValueError, RecursionError, InvalidArguments) as exc:
+        raise HookFailed(f"answered with arguments that cannot be used ({exc})") from None
 
 
 def scope_of(tool: Tool, kwargs: dict[str, Any]) -> str | None:

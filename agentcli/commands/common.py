@@ -18,6 +18,7 @@ from ..audit import AuditLog
 from ..config import Loaded, Settings, load, untrusted_local_config
 from ..errors import AgentCLIError, ConfigError
 from ..events import Approver, Event
+from ..hooks import from_config as hooks_from_config
 from ..policy import Rules, config_rules, read_policy
 from ..provider import ChatProvider
 from ..responses import ResponsesProvider
@@ -106,6 +107,7 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
     for directory in tool_dirs(settings, opts, console):
         load_dir(directory, report, timeout=settings.tools.timeout)
     registry.extend(report.tools)
+    registry.hooks = hooks_from_config(settings.hooks) + report.hooks
     for line in [str(e) for e in report.errors] + report.output + registry.warnings:
         console.print(f"agentcli: {visible(line)}")
     return registry

@@ -50,6 +50,8 @@ def list_tools(opts: CommonOptions, as_json: bool) -> int:
             width = max((len(r["name"]) for r in rows), default=4)
             for r in rows:
                 print(f"{r['name']:<{width}}  {r['policy']:<4}  {r['description']}  [{visible(r['source'])}]")
+            for h in registry.hooks:
+                print(f"hook {h.event} {visible(h.match)}: {visible(h.name)}  [{visible(h.source)}]")
     return code[0]
 
 
