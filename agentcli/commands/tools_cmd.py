@@ -150,7 +150,7 @@ def check_tools(opts: CommonOptions, directory: Path | None) -> int:
         for warning in registry.warnings:
             print(f"warning: {visible(warning)}")
         console.print(f"{files} plugin file(s), {len(report.tools)} tool(s), "
-                      f"{len(rules.rules)} rule(s), {len(report.errors)} problem(s)")
+                      f"{len(report.errors)} problem(s), {len(rules.rules)} rule(s)")
         code[0] = 1 if report.errors else 0
     return code[0]
 
