@@ -72,6 +72,7 @@ class ToolExecutor:
         """Approve calls one by one, run the approved ones together, answer every id."""
         records = [ToolRecord(c.id, c.name, parse_lenient(c.arguments)) for c in calls]
         self._session = conv.id
+        self.outside = self.outside or outside_in(conv, self.registry)
         outcomes: list[Outcome | None] = [None] * len(calls)
         jobs: dict[int, Job] = {}
         try:
@@ -292,6 +293,23 @@ class ToolExecutor:
         if record.status == "ok" and self.outside is None and record.name in self.registry \
                 and self.registry.get(record.name).untrusted_output:
             self.outside = f"a result of {record.name}"
+
+
+NOT_RUN_PREFIXES = ("denied", "error", "cancelled", "not run")
+
+
+def outside_in(conv: Conversation, registry: ToolRegistry) -> str | None:
+    """Whether a saved history (a resumed session) already holds a result from outside."""
+    names: dict[str, str] = {}
+    for message in conv.messages:
+        names.update({c.id: c.name for c in message.tool_calls})
+        name = names.get(message.tool_call_id or "")
+        if message.role != "tool" or name is None or name not in registry:
+            continue
+        if registry.get(name).untrusted_output and \
+                not (message.content or "").startswith(NOT_RUN_PREFIXES):
+            return f"a result of {name}"
+    return None
 
 
 def _as_arguments(value: dict[str, Any]) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def _flatten(args: Any, prefix: str, where: str) -> list[tuple[str, str]]:
     """``{headers = {Accept = "x"}}`` and ``{"headers.Accept" = "x"}`` alike."""
     if not isinstance(args, dict):
         raise ConfigError(f"{where}: 'args' must be a table of argument globs, "
-                          "such as args = {{ url = \"https://api.github.com/*\" }}")
+                          'such as args = { url = "https://api.github.com/*" }')
     pairs: list[tuple[str, str]] = []
     for key, glob in args.items():
         path = f"{prefix}{key}"

@@ -3,6 +3,7 @@ untrusted-content switch, against loopback HTTP servers and the scripted model."
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,5 +116,21 @@ def test_a_rule_allowing_the_post_keeps_it_running_and_piped_stdin_counts_as_out
     assert cli("run", *run_args, "--config", str(allowed), "go", input="page text").code == 0
     assert cli("run", *run_args, "--config", str(plain_auto), "go", input="page text").code == 0
     assert len(first.requests) == 1  # the rule let the first post run; the second asked
+    last = [m for m in server.requests[3].body["messages"] if m["role"] == "tool"][-1]
+    assert last["content"] == "denied: no one was there to approve it"
+
+
+def test_a_resumed_session_with_a_fetched_page_still_counts_as_outside(cli, server, run_args,
+                                                                       tmp_path, two):
+    first, _ = two
+    cfg = http_config(tmp_path, first, extra='[tools.policy]\nhttp_get = "auto"\n'
+                                             'http_post = "auto"\n')
+    server.enqueue(tool_calls(get(first)), text("fetched"),
+                   tool_calls(Call("http_post", {"url": first.url("/echo"), "data": "z=3"})),
+                   text("done"))
+    saved = cli("run", *run_args, "--config", str(cfg), "--save", "--json", "fetch")
+    session = json.loads(saved.stdout)["session_id"]
+    assert cli("run", *run_args, "--config", str(cfg), "--session", session, "post").code == 0
+    assert [r.method for r in first.requests] == ["GET"]  # the post asked; no one was there
     last = [m for m in server.requests[3].body["messages"] if m["role"] == "tool"][-1]
     assert last["content"] == "denied: no one was there to approve it"
