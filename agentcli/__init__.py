@@ -1,6 +1,6 @@
 """agentcli: a terminal agent shell for tool-calling models.
 
-The public API for plugins is ``from agentcli import tool``. Names are
+The public API for plugins is ``from agentcli import tool`` (and ``hook``). Names are
 resolved lazily so that ``agentcli --version`` imports nothing heavy.
 """
 
@@ -10,10 +10,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Conversation", "Tool", "ToolRegistry", "__version__", "tool"]
+__all__ = ["Conversation", "Tool", "ToolRegistry", "__version__", "hook", "tool"]
 
 _LAZY = {
     "tool": ("agentcli.tools.base", "tool"),
+    "hook": ("agentcli.hooks", "hook"),
     "Tool": ("agentcli.tools.base", "Tool"),
     "ToolRegistry": ("agentcli.tools.registry", "ToolRegistry"),
     "Conversation": ("agentcli.conversation", "Conversation"),

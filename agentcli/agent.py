@@ -22,6 +22,7 @@ from .events import Approver, Event, Notice, ReplyDone, TextDelta, TurnResult
 from .executor import (CANCELLED, DEFAULT_CONTEXT, UNATTENDED, Limits, ToolExecutor,
                        parse_arguments, parse_lenient)
 from .messages import Message
+from .policy import Rules
 from .provider import ChatProvider, Reply
 from .tools.registry import ToolRegistry
 
@@ -34,7 +35,7 @@ class Agent:
                  on_event: Callable[[Event], None] = lambda _: None,
                  limits: Limits | None = None, stream: bool = True,
                  tool_settings: ToolSettings | None = None, audit: AuditLog | None = None,
-                 strict: bool = False) -> None:
+                 strict: bool = False, rules: Rules | None = None) -> None:
         self.provider = provider
         self.registry = registry
         self.on_event = on_event
@@ -42,9 +43,12 @@ class Agent:
         self.stream = stream
         self.strict = strict
         self.tools = ToolExecutor(registry, approve=approve, on_event=on_event,
-                                  limits=self.limits, tool_settings=tool_settings, audit=audit)
+                                  limits=self.limits, tool_settings=tool_settings, audit=audit,
+                                  rules=rules)
         #: Tools approved with "always" for this session (shared with the executor).
         self.always: set[str] = self.tools.always
+        #: (tool, scope) pairs approved with "always" (shared with the executor).
+        self.scopes: set[tuple[str, str]] = self.tools.scopes
 
     @property
     def approve(self) -> Approver:
@@ -70,6 +74,7 @@ class Agent:
         """
         if text is not None:
             conv.add(Message(role="user", content=text))
+        self.tools.loop_guard.new_turn()
         try:
             return self._loop(conv, tool_choice, use_tools)
         except BaseException as exc:

@@ -59,6 +59,9 @@ def entry(record: ToolRecord, session: str | None, secrets: Iterable[str] = ()) 
             "arguments": redact(record.arguments, secrets),
             "decision": record.decision, "status": record.status,
             "duration_ms": record.duration_ms, "result_size": len(record.result)}
+    for key in ("rule", "scope", "hook"):
+        if getattr(record, key) is not None:
+            line[key] = redact(getattr(record, key), secrets)
     if record.status != "ok":
         line["error"] = redact(record.result[:200], secrets)
     return line

@@ -23,6 +23,7 @@ from .config import ToolSettings
 from .conversation import Conversation
 from .errors import AgentCLIError, MaxStepsReached, SchemaMismatch
 from .events import ApprovalRequest, Decision, TurnResult
+from .policy import Rules
 from .provider import ChatProvider
 from .schema import AnswerSchema, request_format
 from .schema import answer as schema_answer
@@ -95,6 +96,7 @@ class TaskRunner:
     system: str | None = None
     schema: AnswerSchema | None = None
     tool_choice: Any = None
+    rules: Rules | None = None
 
     def __post_init__(self) -> None:
         if self.schema is not None:
@@ -105,7 +107,7 @@ class TaskRunner:
         provider.model = model or self.provider.model
         return Agent(provider, self.registry, approve=self.approve, limits=self.limits,
                      stream=False, tool_settings=self.tool_settings, audit=self.audit,
-                     strict=self.strict)
+                     strict=self.strict, rules=self.rules)
 
     def __call__(self, task: Task) -> dict[str, Any]:
         started = time.monotonic()

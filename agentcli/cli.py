@@ -32,6 +32,7 @@ ToolChoice = Annotated[Optional[str], typer.Option("--tool-choice", metavar="CHO
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", metavar="N", min=1, help="Model round trips per turn (default 10).")]
 System = Annotated[Optional[str], typer.Option("--system", metavar="TEXT", help="System prompt.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show details and tracebacks.")]
+PolicyFile = Annotated[Optional[Path], typer.Option("--policy", metavar="FILE", help="Rules file ([[tools.rules]]); a call no rule allows is denied, --yes or not.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only the answer and errors.")]
 Schema = Annotated[Optional[str], typer.Option("--schema", metavar="SCHEMA", help="The answer must be JSON matching this JSON Schema (a file, or inline JSON); exit 4 if it does not.")]
 
@@ -58,7 +59,7 @@ def run(query: Annotated[Optional[str], typer.Argument(metavar="QUERY", help="Th
         no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask for the whole reply at once.")] = False,
         session: Annotated[Optional[str], typer.Option("--session", metavar="ID", help="Continue a saved session.")] = None,
         save: Annotated[bool, typer.Option("--save", help="Save the conversation.")] = False,
-        schema: Schema = None) -> None:
+        schema: Schema = None, policy: PolicyFile = None) -> None:
     """Run one task and print the answer (stdout carries only the answer)."""
     from .commands.run import RunOptions, run_command
 
@@ -66,7 +67,8 @@ def run(query: Annotated[Optional[str], typer.Argument(metavar="QUERY", help="Th
                       tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
                       tool_choice=tool_choice, max_steps=max_steps, system=system,
                       verbose=verbose, quiet=quiet, query=query, json=json_out,
-                      no_stream=no_stream, session=session, save=save, schema=schema)
+                      no_stream=no_stream, session=session, save=save, schema=schema,
+                      policy=policy)
     raise typer.Exit(run_command(opts))
 
 
@@ -79,7 +81,8 @@ def batch(input_file: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help
           model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
           config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
           yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
-          system: System = None, verbose: Verbose = False, quiet: Quiet = False) -> None:
+          system: System = None, verbose: Verbose = False, quiet: Quiet = False,
+          policy: PolicyFile = None) -> None:
     """Run one task per line of a JSONL file, several at once; a rerun resumes."""
     from .commands.batch import BatchOptions, batch_command
 
@@ -87,7 +90,7 @@ def batch(input_file: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help
                         tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
                         tool_choice=tool_choice, max_steps=max_steps, system=system,
                         verbose=verbose, quiet=quiet, input=input_file, output=output,
-                        prompt=prompt, parallel=parallel, schema=schema)
+                        prompt=prompt, parallel=parallel, schema=schema, policy=policy)
     raise typer.Exit(batch_command(opts))
 
 
@@ -121,11 +124,12 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _tool_opts(config: Optional[Path], profile: Optional[str], tools_dir: Optional[list[Path]],
-               no_tools: bool, yes: bool = False, verbose: bool = False) -> object:
+               no_tools: bool, yes: bool = False, verbose: bool = False,
+               policy: Optional[Path] = None) -> object:
     from .commands.common import CommonOptions
 
     return CommonOptions(config=config, profile=profile, tools_dirs=tools_dir or [],
-                         no_tools=no_tools, yes=yes, verbose=verbose)
+                         no_tools=no_tools, yes=yes, verbose=verbose, policy=policy)
 
 
 @tools_app.command("list")
@@ -153,22 +157,26 @@ def tools_call(name: Annotated[str, typer.Argument(metavar="NAME")],
                    metavar="[JSON | KEY=VALUE ...]", help="One JSON object or key=value pairs.")] = None,
                yes: Yes = False, config: ConfigFile = None, profile: Profile = None,
                tools_dir: ToolsDir = None, no_tools: NoTools = False,
-               verbose: Verbose = False) -> None:
+               verbose: Verbose = False, policy: PolicyFile = None) -> None:
     """Run one tool without a model, through the same validation, approval and limits."""
     from .commands.tools_cmd import call_tool
 
-    opts = _tool_opts(config, profile, tools_dir, no_tools, yes=yes, verbose=verbose)
+    opts = _tool_opts(config, profile, tools_dir, no_tools, yes=yes, verbose=verbose,
+                      policy=policy)
     raise typer.Exit(call_tool(opts, name, arguments or []))
 
 
 @tools_app.command("check")
 def tools_check(directory: Annotated[Optional[Path], typer.Argument(metavar="[DIR]")] = None,
                 config: ConfigFile = None, profile: Profile = None,
-                tools_dir: ToolsDir = None, no_tools: NoTools = False) -> None:
-    """Load every plugin file and report each problem with file:line (exit 1 if any)."""
+                tools_dir: ToolsDir = None, no_tools: NoTools = False,
+                policy: PolicyFile = None) -> None:
+    """Load every plugin file and report each problem with file:line (exit 1 if any);
+    check the rules of the config and of --policy FILE (a bad rule: exit 2)."""
     from .commands.tools_cmd import check_tools
 
-    raise typer.Exit(check_tools(_tool_opts(config, profile, tools_dir, no_tools), directory))
+    opts = _tool_opts(config, profile, tools_dir, no_tools, policy=policy)
+    raise typer.Exit(check_tools(opts, directory))
 
 
 @tools_app.command("stats")
@@ -195,14 +203,16 @@ def chat(session_id: Annotated[Optional[str], typer.Argument(metavar="ID", help=
          model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
          config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
          yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
-         system: System = None, verbose: Verbose = False, quiet: Quiet = False) -> None:
+         system: System = None, verbose: Verbose = False, quiet: Quiet = False,
+         policy: PolicyFile = None) -> None:
     """Talk with the model in an interactive REPL (/help inside for commands)."""
     from .commands.chat import ChatOptions, chat_command
 
     opts = ChatOptions(model=model, base_url=base_url, profile=profile, config=config,
                        tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
                        tool_choice=tool_choice, max_steps=max_steps, system=system,
-                       verbose=verbose, quiet=quiet, resume=resume, session_id=session_id)
+                       verbose=verbose, quiet=quiet, resume=resume, session_id=session_id,
+                       policy=policy)
     raise typer.Exit(chat_command(opts))
 
 

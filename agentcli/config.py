@@ -107,6 +107,21 @@ class ToolSettings(_Strict):
     breaker_failures: int = Field(default=3, strict=True, ge=1, le=1_000)
     breaker_cooldown: float = _seconds(60.0, strict_low=False)
     limits: dict[str, ToolLimit] = {}
+    rules: list[dict[str, Any]] = []
+    repeat_limit: int = Field(default=3, strict=True, ge=1, le=1_000)
+
+
+class HookSpec(_Strict):
+    """One ``[[hooks.pre_tool]]`` or ``[[hooks.post_tool]]`` command."""
+
+    match: str = "*"
+    command: list[str] = Field(min_length=1)
+    timeout: float = _seconds(10.0)
+
+
+class HookSettings(_Strict):
+    pre_tool: list[HookSpec] = []
+    post_tool: list[HookSpec] = []
 
 
 class HttpSettings(_Strict):
@@ -128,6 +143,7 @@ class Settings(ModelParams):
     system: str | None = None
     tools: ToolSettings = ToolSettings()
     http: HttpSettings = HttpSettings()
+    hooks: HookSettings = HookSettings()
     profiles: dict[str, ModelParams] = {}
 
     def api_key(self, env: Mapping[str, str] | None = None) -> str | None:
@@ -177,8 +193,18 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc})") from exc
+    _check_rules(data, path)
     validate(data, str(path))
     return data
+
+
+def _check_rules(data: dict[str, Any], path: Path) -> None:
+    """``[[tools.rules]]`` checked first, so a bad rule is named by file and line."""
+    tools = data.get("tools")
+    if isinstance(tools, dict) and "rules" in tools:
+        from .policy import parse_rules
+
+        parse_rules(tools["rules"], str(path), path.read_text(encoding="utf-8", errors="replace"))
 
 
 def validate(data: dict[str, Any], origin: str) -> Settings:

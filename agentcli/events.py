@@ -41,6 +41,9 @@ class ToolRecord:
     duration_ms: int = 0
     decision: str = "not asked"  # auto, approved, denied, edited; "not asked" if refused before
     output: str = ""  # what the tool printed; shown as plugin output, never in answers
+    rule: str | None = None  # the policy rule (file:line) that decided, if one did
+    scope: str | None = None  # the tool's approval scope for these arguments
+    hook: str | None = None  # the hook that denied or changed the call, if one did
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments,
@@ -67,6 +70,8 @@ class ApprovalRequest:
     call: ToolCall
     tool: Tool
     arguments: dict[str, Any]
+    scope: str | None = None  # what "always" would approve (None: the whole tool)
+    why: str | None = None  # why it asks although it would not otherwise
 
 
 @dataclass

@@ -25,6 +25,8 @@ How a path the model gives is checked:
 Policy: ``list_files`` is "auto": it shows names and sizes only, under a
 directory the user chose. ``read_file`` stays at the default "ask": file
 contents go to the model provider, so the user sees which file first.
+"always" approves reading one directory (the scope), not every file, and a
+read file counts as text from outside (tools with side effects ask again).
 """
 
 from __future__ import annotations
@@ -136,7 +138,17 @@ def _entry(entry: os.DirEntry[str]) -> dict[str, Any]:
     return {"name": entry.name, "type": kind, "size": info.st_size if kind == "file" else None}
 
 
-@tool(policy="auto")
+def _listed_folder(arguments: dict[str, Any]) -> str:
+    """The approval scope of list_files: the directory listed (under the root)."""
+    return os.path.normpath(str(arguments.get("path", ".")))
+
+
+def _file_folder(arguments: dict[str, Any]) -> str:
+    """The approval scope of read_file: the directory of the file (under the root)."""
+    return os.path.dirname(os.path.normpath(str(arguments.get("path", "")))) or "."
+
+
+@tool(policy="auto", scope=_listed_folder)
 def list_files(path: str = ".", pattern: str = "*") -> list[dict]:
     """List the entries of a directory under the user's chosen root directory (not recursive).
 
@@ -182,7 +194,7 @@ def _binary_summary(head: bytes, size: int, path: str) -> str:
     return f"[{path}: binary file ({kind}), {size:,} bytes; not shown]"
 
 
-@tool
+@tool(scope=_file_folder, untrusted_output=True)
 def read_file(path: str, offset: Annotated[int, Field(ge=0)] = 0,
               limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = 12_000) -> str:
     """Read a text file under the user's chosen root directory (read-only; binary files are only summarised).

@@ -21,8 +21,8 @@ from ..ui.approve import auto_approver
 from ..ui.console import stderr_console
 from ..ui.render import notice_line
 from ..ui.safe_text import json_visible
-from .common import (CommonOptions, build_agent, build_registry, load_settings, reported, stderr,
-                     tool_choice)
+from .common import (CommonOptions, build_agent, build_registry, load_rules, load_settings,
+                     reported, stderr, tool_choice)
 
 
 @dataclass
@@ -48,7 +48,7 @@ def _batch(opts: BatchOptions, console: Console) -> int:
         raise UsageError("--parallel must be at least 1")
     ids = check_ids(opts.input, opts.prompt)
     done = done_ids(opts.output) & ids
-    approve = auto_approver if opts.yes else DenyAsking()
+    approve = auto_approver if opts.yes and opts.policy is None else DenyAsking()
     runner = _runner(opts, console, approve, schema)
     writer = ResultWriter(opts.output, *_on_terminal(opts.output))
     tally = Tally(total=len(ids) - len(done))
@@ -70,15 +70,18 @@ def _batch(opts: BatchOptions, console: Console) -> int:
 def _runner(opts: BatchOptions, console: Console, approve: Approver,
             schema: Any) -> TaskRunner:
     """What every task shares: settings, tools, one provider (one client), the gate."""
-    settings = load_settings(opts, console).settings
+    loaded = load_settings(opts, console)
+    settings = loaded.settings
     notice = lambda text: console.print(notice_line(text))  # noqa: E731
     settings = resolve(settings, settings.api_key(), notice)
     registry = build_registry(settings, opts, console)
+    rules = load_rules(opts, loaded)
     agent = build_agent(settings, registry, approve=approve, on_event=lambda _: None,
-                        notice=notice, stream=False, verbose=opts.verbose)
+                        notice=notice, stream=False, verbose=opts.verbose, rules=rules)
     return TaskRunner(provider=gated(agent.provider, BackoffGate()), registry=registry,
                       approve=approve, limits=agent.limits, tool_settings=settings.tools,
                       audit=agent.tools.audit, strict=agent.strict, system=settings.system,
+                      rules=rules,
                       schema=schema, tool_choice=tool_choice(opts.tool_choice, registry))
 
 

@@ -30,6 +30,7 @@ from ..endpoint import resolve
 from ..errors import AgentCLIError, Interrupted, SessionError, UsageError
 from ..events import Event, ToolFinished, ToolRecord
 from ..messages import Message, Usage
+from ..policy import Rules
 from ..sessions import Saved, SessionStore
 from ..ui.approve import auto_approver
 from ..ui.chat_approve import ask_choice, ask_yes_no, chat_approver, muted_input
@@ -37,7 +38,8 @@ from ..ui.console import stdout_console
 from ..ui.repl import ChatCompleter, Prompt, SlashCommands
 from ..ui.safe_text import visible
 from ..ui.stream import TurnView
-from .common import (CommonOptions, build_agent, build_registry, load_settings, reported,
+from .common import (CommonOptions, build_agent, build_registry, load_rules, load_settings,
+                     reported,
                      tool_choice)
 from .sessions_cmd import print_conversation, session_table
 
@@ -126,12 +128,14 @@ class ChatSession:
     """One chat: the agent, the current conversation, and what happened in it."""
 
     def __init__(self, opts: ChatOptions, settings: Settings, console: Console,
-                 store: SessionStore, notice: Callable[[str], None]) -> None:
+                 store: SessionStore, notice: Callable[[str], None],
+                 rules: Rules | None = None) -> None:
         self.opts, self.settings, self.console, self.store = opts, settings, console, store
         registry = build_registry(settings, opts, console)
-        approver = auto_approver if opts.yes else chat_approver(console)
+        yes = opts.yes and opts.policy is None  # under --policy only rules allow without asking
+        approver = auto_approver if yes else chat_approver(console)
         self.agent = build_agent(settings, registry, approve=approver, on_event=self._on_event,
-                                 notice=notice, verbose=opts.verbose)
+                                 notice=notice, verbose=opts.verbose, rules=rules)
         self.choice = tool_choice(opts.tool_choice, registry)
         self.conv = self._fresh()
         self.records: list[ToolRecord] = []
@@ -142,12 +146,14 @@ class ChatSession:
     def open(cls, opts: ChatOptions, console: Console) -> ChatSession:
         """Ask the trust question, load settings and tools, open or resume the conversation."""
         ask_trust(console, Path.cwd())
-        settings = load_settings(opts, console).settings
+        loaded = load_settings(opts, console)
+        rules = load_rules(opts, loaded)
+        settings = loaded.settings
         api_key = settings.api_key()
         notice = lambda text: console.print(Text(f"agentcli: {visible(text)}", style="dim"))  # noqa: E731
         settings = resolve(settings, api_key, notice)
         chat = cls(opts, settings, console, SessionStore(secrets=[api_key] if api_key else []),
-                   notice)
+                   notice, rules)
         if opts.resume:
             chat.resume(opts.session_id)
         return chat

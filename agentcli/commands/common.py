@@ -18,6 +18,8 @@ from ..audit import AuditLog
 from ..config import Loaded, Settings, load, untrusted_local_config
 from ..errors import AgentCLIError, ConfigError
 from ..events import Approver, Event
+from ..hooks import from_config as hooks_from_config
+from ..policy import Rules, config_rules, read_policy
 from ..provider import ChatProvider
 from ..responses import ResponsesProvider
 from ..tools.builtins import builtin_tools
@@ -43,6 +45,7 @@ class CommonOptions:
     system: str | None = None
     verbose: bool = False
     quiet: bool = False
+    policy: Path | None = None
 
     def flags(self) -> dict[str, Any]:
         return {"model": self.model, "base_url": self.base_url, "max_steps": self.max_steps,
@@ -104,6 +107,7 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
     for directory in tool_dirs(settings, opts, console):
         load_dir(directory, report, timeout=settings.tools.timeout)
     registry.extend(report.tools)
+    registry.hooks = hooks_from_config(settings.hooks) + report.hooks
     for line in [str(e) for e in report.errors] + report.output + registry.warnings:
         console.print(f"agentcli: {visible(line)}")
     return registry
@@ -120,7 +124,7 @@ def tool_choice(value: str | None, registry: ToolRegistry) -> Any:
 
 def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver,
                 on_event: Callable[[Event], None], notice: Callable[[str], None],
-                stream: bool = True, verbose: bool = False) -> Agent:
+                stream: bool = True, verbose: bool = False, rules: Rules | None = None) -> Agent:
     """The agent loop with its provider, limits, guards and audit log, as configured."""
     api_key = settings.api_key()
     kind = ResponsesProvider if settings.api == "responses" else ChatProvider
@@ -133,7 +137,17 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
                     reply_tokens=settings.max_tokens or 0)
     audit = audit_log([api_key] if api_key else [])
     return Agent(provider, registry, approve=approve, on_event=on_event, limits=limits,
-                 stream=stream, tool_settings=tools, audit=audit, strict=tools.strict)
+                 stream=stream, tool_settings=tools, audit=audit, strict=tools.strict,
+                 rules=rules)
+
+
+def load_rules(opts: CommonOptions, loaded: Loaded) -> Rules:
+    """The config's ``[[tools.rules]]``; with ``--policy FILE``, that file's rules first,
+    and every call no rule allows is denied."""
+    rules = config_rules(loaded.files)
+    if opts.policy is None:
+        return Rules(rules)
+    return Rules(read_policy(opts.policy) + rules, strict=True)
 
 
 def audit_log(secrets: list[str]) -> AuditLog:
@@ -154,7 +168,8 @@ def stdin_is_terminal() -> bool:
 
 def choose_approver(*, yes: bool, can_ask: bool) -> Approver:
     """``--yes`` approves; a terminal asks (single keys, on stderr); otherwise a
-    call that asks is denied.
+    call that asks is denied. Under ``--policy`` callers pass ``yes=False``: there,
+    only a rule allows a call without asking.
 
     Its console ignores ``--quiet``: an approval question must always be seen.
     prompt_toolkit is imported only here, when there is a terminal to ask.

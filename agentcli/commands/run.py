@@ -23,7 +23,7 @@ from ..sessions import SessionStore
 from ..ui.console import stderr_console
 from ..ui.render import for_output, notice_line, plugin_output, tool_result_line
 from ..ui.safe_text import json_visible, visible
-from .common import (CommonOptions, build_agent, build_registry, choose_approver,
+from .common import (CommonOptions, build_agent, build_registry, choose_approver, load_rules,
                      load_settings, reported, stderr, stdin_is_terminal, tool_choice)
 
 
@@ -37,8 +37,9 @@ class RunOptions(CommonOptions):
     schema: str | None = None
 
 
-def read_query(query: str | None) -> str:
-    """The query from the argument, ``-`` (stdin), or the argument extended by piped stdin."""
+def read_query(query: str | None) -> tuple[str, bool]:
+    """The query from the argument, ``-`` (stdin), or the argument extended by piped
+    stdin; and whether piped stdin is part of it (text from outside)."""
     piped = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
     if query == "-":
         query = None
@@ -46,7 +47,7 @@ def read_query(query: str | None) -> str:
     if not parts:
         raise UsageError("no query: pass it as an argument, or pipe it on stdin "
                          "(agentcli run \"what is 17*23?\")")
-    return "\n\n".join(p.strip("\n") for p in parts)
+    return "\n\n".join(p.strip("\n") for p in parts), bool(piped and piped.strip())
 
 
 class _Output:
@@ -141,7 +142,7 @@ def run_command(opts: RunOptions) -> int:
 def _run(opts: RunOptions, console: Console, output: _Output) -> int:
     schema = load_schema(opts.schema) if opts.schema is not None else None
     loaded = load_settings(opts, console)
-    query = read_query(opts.query)
+    query, piped = read_query(opts.query)
     settings = loaded.settings
     api_key = settings.api_key()
     notice = output.notice
@@ -149,9 +150,13 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
     registry = build_registry(settings, opts, console)
     store = SessionStore(secrets=[api_key] if api_key else [])
     conv = _conversation(opts, settings, store)
-    approve = choose_approver(yes=opts.yes, can_ask=stdin_is_terminal() and opts.query != "-")
+    approve = choose_approver(yes=opts.yes and opts.policy is None,
+                              can_ask=stdin_is_terminal() and opts.query != "-")
     agent = build_agent(settings, registry, approve=approve, on_event=output, notice=notice,
-                        stream=not opts.no_stream, verbose=opts.verbose)
+                        stream=not opts.no_stream, verbose=opts.verbose,
+                        rules=load_rules(opts, loaded))
+    if piped:
+        agent.tools.outside = "piped stdin"
     saving = opts.save or opts.session is not None
     wanted = conv.id
     choice = tool_choice(opts.tool_choice, registry)

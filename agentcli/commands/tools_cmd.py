@@ -19,13 +19,19 @@ from ..tools.loader import LoadReport, load_dir, plugin_files
 from ..tools.registry import ToolRegistry
 from ..ui.render import for_output, plugin_output, stats_text
 from ..ui.safe_text import visible
-from .common import (CommonOptions, audit_log, build_registry, choose_approver, load_settings,
+from ..policy import Rules
+from .common import (CommonOptions, audit_log, build_registry, choose_approver, load_rules,
+                     load_settings,
                      reported, stderr, stdin_is_terminal, tool_dirs)
 
 
 def _registry(opts: CommonOptions, console: Console) -> tuple[Any, ToolRegistry]:
     settings = load_settings(opts, console).settings
     return settings, build_registry(settings, opts, console)
+
+
+def _rules(opts: CommonOptions, console: Console) -> Rules:
+    return load_rules(opts, load_settings(opts, console))
 
 
 def summary(tool: Tool) -> str:
@@ -44,6 +50,8 @@ def list_tools(opts: CommonOptions, as_json: bool) -> int:
             width = max((len(r["name"]) for r in rows), default=4)
             for r in rows:
                 print(f"{r['name']:<{width}}  {r['policy']:<4}  {r['description']}  [{visible(r['source'])}]")
+            for h in registry.hooks:
+                print(f"hook {h.event} {visible(h.match)}: {visible(h.name)}  [{visible(h.source)}]")
     return code[0]
 
 
@@ -97,9 +105,10 @@ def call_tool(opts: CommonOptions, name: str, items: list[str]) -> int:
         settings, registry = _registry(opts, console)
         tool = registry.get(name)
         arguments = parse_call_arguments(tool, items)
-        approve = choose_approver(yes=opts.yes, can_ask=stdin_is_terminal())
+        approve = choose_approver(yes=opts.yes and opts.policy is None, can_ask=stdin_is_terminal())
         t = settings.tools
         executor = ToolExecutor(registry, approve=approve, tool_settings=t,
+                                rules=_rules(opts, console),
                                 limits=Limits(max_parallel=1, tool_timeout=t.timeout,
                                               max_output=t.max_output),
                                 audit=audit_log([k for k in [settings.api_key()] if k]))
@@ -120,7 +129,9 @@ def check_tools(opts: CommonOptions, directory: Path | None) -> int:
     with reported(verbose=opts.verbose) as code:
         if directory is not None and not directory.is_dir():
             raise UsageError(f"{directory}: not a directory")
-        settings = load_settings(opts, console).settings
+        loaded = load_settings(opts, console)
+        settings = loaded.settings
+        rules = load_rules(opts, loaded)
         if directory is not None:
             dirs = [directory]
         elif opts.no_tools:
@@ -139,7 +150,7 @@ def check_tools(opts: CommonOptions, directory: Path | None) -> int:
         for warning in registry.warnings:
             print(f"warning: {visible(warning)}")
         console.print(f"{files} plugin file(s), {len(report.tools)} tool(s), "
-                      f"{len(report.errors)} problem(s)")
+                      f"{len(report.errors)} problem(s), {len(rules.rules)} rule(s)")
         code[0] = 1 if report.errors else 0
     return code[0]
 

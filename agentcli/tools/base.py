@@ -32,7 +32,9 @@ class Tool:
     def __init__(self, func: Callable[..., Any], *, name: str | None = None,
                  description: str | None = None, policy: Policy | None = None,
                  timeout: float | None = None, max_calls_per_minute: int | None = None,
-                 parameters: dict[str, Any] | None = None, isolated: bool = False) -> None:
+                 parameters: dict[str, Any] | None = None, isolated: bool = False,
+                 scope: Callable[[dict[str, Any]], str] | None = None,
+                 side_effects: bool = False, untrusted_output: bool = False) -> None:
         self.func = func
         self.source = "builtin"
         self.name = name or func.__name__
@@ -45,6 +47,12 @@ class Tool:
         self.policy = policy
         self.timeout = timeout
         self.max_calls_per_minute = max_calls_per_minute
+        #: What "always" approves: a short string from the arguments (a host, a folder).
+        self.scope = scope
+        #: The tool changes things; it asks again once outside text is in the conversation.
+        self.side_effects = side_effects
+        #: Its results carry text from outside (a web page, a file) that may try to steer the model.
+        self.untrusted_output = untrusted_output
         self.is_async = inspect.iscoroutinefunction(func)
         #: Run each call in a forked worker process, killed on cancel and on time-out.
         self.isolated = bool(isolated)
@@ -117,7 +125,9 @@ class Tool:
 def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
          description: str | None = None, policy: Policy | None = None,
          timeout: float | None = None, max_calls_per_minute: int | None = None,
-         parameters: dict[str, Any] | None = None, isolated: bool = False) -> Any:
+         parameters: dict[str, Any] | None = None, isolated: bool = False,
+         scope: Callable[[dict[str, Any]], str] | None = None, side_effects: bool = False,
+         untrusted_output: bool = False) -> Any:
     """Turn a typed function into a tool; use as ``@tool`` or ``@tool(name=...)``.
 
     Args:
@@ -133,11 +143,17 @@ def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
         isolated: Run each call in its own forked worker process, which is
             killed when the user cancels the turn or the time limit passes.
             Costs a process start per call; the result travels back as text.
+        scope: A function of the (validated) arguments returning a short string, such
+            as a host or a folder; answering "always" then approves that scope only.
+        side_effects: The tool changes things; once text from outside is in the
+            conversation, its calls ask again even when "auto" or "always".
+        untrusted_output: Its results bring text from outside (web pages, files).
     """
     def wrap(f: Callable[..., Any]) -> Tool:
         return Tool(f, name=name, description=description, policy=policy, timeout=timeout,
                     max_calls_per_minute=max_calls_per_minute, parameters=parameters,
-                    isolated=isolated)
+                    isolated=isolated, scope=scope, side_effects=side_effects,
+                    untrusted_output=untrusted_output)
     return wrap(func) if func is not None else wrap
 
 

@@ -341,8 +341,18 @@ def http_tools(config: HttpSettings, *, secrets: list[str] = [],  # noqa: B006 (
             made = Tool(func)
         made.check = make_check(policy, list(secrets))
         made.preview = make_preview(method)
+        made.scope, made.untrusted_output = origin_scope, True
+        made.side_effects = method == "POST"
         tools.append(made)
     return tools
+
+
+def origin_scope(arguments: dict[str, Any]) -> str:
+    """The approval scope of a request: scheme://host[:port] of its URL (no default port)."""
+    url = parse_url(str(arguments.get("url", "")), arguments.get("params") or None)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = url.port if url.port not in (None, default_port(url)) else None
+    return f"{url.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _get_function(config: HttpSettings, resolver: Resolver | None) -> Callable[..., str]:

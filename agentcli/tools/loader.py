@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import PluginLoadError
+from ..hooks import Hook
 from .base import Tool
 from .runner import capture_thread_output, fd1_captured, route_tool_output
 
@@ -33,6 +34,7 @@ class LoadReport:
     tools: list[Tool] = field(default_factory=list)
     errors: list[PluginLoadError] = field(default_factory=list)
     output: list[str] = field(default_factory=list)
+    hooks: list[Hook] = field(default_factory=list)
 
 
 def plugin_files(directory: Path) -> list[Path]:
@@ -54,9 +56,19 @@ def load_dir(directory: Path, report: LoadReport | None = None, *,
             report.errors.append(exc)
             continue
         report.tools.extend(tools)
+        report.hooks.extend(hooks_in(path))
         if printed.strip():
             report.output.append(f"{path}: plugin output: {printed.strip()}")
     return report
+
+
+def hooks_in(path: Path) -> list[Hook]:
+    """The ``@hook`` functions of a plugin file loaded with ``load_file``."""
+    module = sys.modules.get(_module_name(path))
+    hooks = [obj for obj in vars(module).values() if isinstance(obj, Hook)] if module else []
+    for h in hooks:
+        h.source = str(path)
+    return hooks
 
 
 def _module_name(path: Path) -> str:

@@ -16,6 +16,8 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
         self.policies: dict[str, Policy] = dict(policies or {})
         self.warnings: list[str] = []
+        #: Hooks around every call (``agentcli.hooks.Hook``), commands and plugin functions.
+        self.hooks: list[Any] = []
 
     def register(self, tool: Tool) -> None:
         """Add a tool; a plugin can replace a less local plugin but never a built-in."""

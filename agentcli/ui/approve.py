@@ -41,13 +41,26 @@ def approval_panel(request: ApprovalRequest, *, full: bool = False) -> Panel:
             row = Text(f"{label}: ", style="bold")
             row.append(visible(value))
             parts.append(row)
+    if request.scope is not None:
+        row = Text("always for: ", style="bold")
+        row.append(visible(request.scope))
+        parts.append(row)
     parts.append(body)
+    if request.why:
+        parts.append(Text(f"asks again: {visible(request.why)}", style="bold red"))
     if folded:
         parts.append(Text("long values are folded: press v to view them in full", style="dim"))
-    parts.append(Text(CHOICES, style="dim"))  # inside, where it wraps (a border line is cut)
+    parts.append(Text(choices(request.scope), style="dim"))  # inside, where it wraps (a border line is cut)
     title = Text(f"{visible(request.tool.name)}  ")
     title.append(f"({visible(request.tool.source)})", style="dim")
     return Panel(Group(*parts), title=title, title_align="left", border_style="yellow")
+
+
+def choices(scope: str | None) -> str:
+    """The choices line; with a scope, "always" names what it approves."""
+    if scope is None:
+        return CHOICES
+    return CHOICES.replace("[a]lways", f"[a]lways for {visible(scope)}")
 
 
 WORDS = {"y": "yes", "n": "no", "a": "always", "e": "edit", "v": "view"}

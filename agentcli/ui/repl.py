@@ -269,7 +269,9 @@ class SlashCommands:
         agent = self.chat.agent
         if arg == "reset":
             agent.always.clear()
-            self.console.print("every tool follows its configured policy again")
+            agent.scopes.clear()
+            self.console.print("every tool follows its configured policy again "
+                               "(approvals for tools and scopes forgotten)")
         elif arg == "all":
             agent.always.update(t.name for t in agent.registry.all())
             self.console.print("every tool runs without asking for the rest of this session "
@@ -279,6 +281,8 @@ class SlashCommands:
         else:
             names = ", ".join(sorted(agent.always)) or "none"
             self.console.print(f"running without asking this session: {visible(names)}")
+            scopes = ", ".join(f"{tool} for {scope}" for tool, scope in sorted(agent.scopes))
+            self.console.print(f"approved scopes this session: {visible(scopes or 'none')}")
 
     def _approve_one(self, name: str) -> None:
         agent = self.chat.agent
