@@ -142,6 +142,19 @@ def test_calls_that_would_ask_are_denied_unless_yes(cli, server, run_args, tmp_p
     assert allowed["tool_calls"][0]["status"] == "ok" and allowed["tool_calls"][0]["result"] == "4"
 
 
+def test_policy_rules_decide_in_a_batch_whatever_yes_says(cli, server, run_args, tmp_path):
+    tasks = write_lines(tmp_path / "in.jsonl", '"add and tell the time"')
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[tools.rules]]\ntool = "calculator"\naction = "auto"\n')
+    server.enqueue(tool_calls(Call("calculator", {"expression": "2+2"}, id="c1"),
+                              Call("current_time", {}, id="c2")), text("done"))
+    result = cli("batch", str(tasks), *run_args, "--yes", "--policy", str(policy))
+    calls = {c["name"]: c for c in json.loads(result.stdout)["tool_calls"]}
+    assert calls["calculator"]["status"] == "ok" and calls["calculator"]["result"] == "4"
+    assert calls["current_time"]["status"] == "denied"
+    assert "no rule" in calls["current_time"]["result"]
+
+
 def test_schema_applies_to_each_task(cli, server, run_args, tmp_path):
     tasks = write_lines(tmp_path / "in.jsonl", '"one"', '"two"')
     server.enqueue(text('{"n": 1}'), text("no"), text("still no"))
