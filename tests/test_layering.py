@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "httpx", "agentcli.tools")
 UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "httpx", "agentcli.tools")
@@ -45,3 +46,20 @@ def test_the_core_imports_no_ui():
 def test_plugin_api_is_importable_from_the_package():
     modules = loaded_after("from agentcli import tool\nassert callable(tool)")
     assert roots(modules, ("rich", "typer", "openai", "prompt_toolkit")) == set()
+
+
+def test_an_http_tool_call_loads_one_http_stack():
+    # the openai SDK runs on httpx2/httpcore2; the HTTP tools must not load a second stack
+    tests = str(Path(__file__).parent)
+    code = (f"import sys\nsys.path.insert(0, {tests!r})\nimport openai\n"
+            "openai.OpenAI(api_key='x', base_url='http://127.0.0.1:9/v1')\n"
+            "from http_server import LoopbackServer\n"
+            "from agentcli.config import HttpSettings\n"
+            "from agentcli.tools.http import http_tools\n"
+            "with LoopbackServer() as srv:\n"
+            "    config = HttpSettings(allow_hosts=[f'127.0.0.1:{srv.port}'])\n"
+            "    get = {t.name: t for t in http_tools(config)}['http_get']\n"
+            "    assert get(**get.validate({'url': srv.url('/text')})).startswith('HTTP 200')")
+    modules = loaded_after(code)
+    assert "httpcore2" in modules
+    assert roots(modules, ("httpx", "httpcore")) == set()
