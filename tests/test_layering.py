@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "httpx", "agentcli.tools")
-UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "httpx", "agentcli.tools")
+from openai_server import Call, text, tool_calls
+
+HTTP = ("httpx", "httpcore", "httpx2", "httpcore2", "agentcli.tools.http", "agentcli.tools.netguard")
+HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "mcp", "agentcli.tools", *HTTP)
+UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "mcp", "agentcli.tools", *HTTP)
 
 
 def loaded_after(code: str) -> set[str]:
@@ -36,6 +39,20 @@ def test_version_and_help_import_nothing_heavy():
 def test_command_help_loads_no_sdk_and_no_ui():
     # typer itself validates command parameters with pydantic; nothing else loads
     assert roots(after_cli("run", "--help"), UI_AND_SDK) == set()
+
+
+def test_a_piped_run_loads_no_ui(home, server, run_args):
+    # a script's run (stderr not a terminal, -y): the tool line is plain text, written
+    # without rich; prompt_toolkit waits for a question; one HTTP stack
+    server.enqueue(tool_calls(Call("calculator", {"expression": "17*23"})), text("391"))
+    code = ("import atexit, json, sys\n"
+            "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+            "from agentcli.cli import main\nsys.argv[0] = 'agentcli'\nmain()")
+    argv = [sys.executable, "-c", code, "run", "-y", *run_args, "what is 17*23"]
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    *lines, modules = done.stderr.splitlines()
+    assert done.stdout == "391\n" and lines[0].startswith("✓ calculator {")
+    assert roots(set(json.loads(modules)), ("rich", "prompt_toolkit", "httpcore", "httpx")) == set()
 
 
 def test_the_core_imports_no_ui():
