@@ -5,8 +5,6 @@ prompt_toolkit, plugins) is imported by the command that needs it, so that
 ``agentcli --version`` and ``--help`` start fast.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated, Optional

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import httpx
+import httpx2
 
 from .config import Settings
 from .errors import ConfigError, ModelConnectionError
@@ -23,11 +23,11 @@ def list_models(base_url: str, api_key: str | None = None, *, timeout: float = 2
     """Model ids from ``GET {base_url}/models``; raises ModelConnectionError."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with httpx.Client(timeout=timeout, trust_env=False) as client:
+        with httpx2.Client(timeout=timeout, trust_env=False) as client:
             response = client.get(base_url.rstrip("/") + "/models", headers=headers)
             response.raise_for_status()
             data = response.json().get("data") or []
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+    except (httpx2.HTTPError, ValueError, AttributeError) as exc:
         raise ModelConnectionError(f"cannot list models at {base_url}: {type(exc).__name__}") from None
     return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
 

@@ -16,12 +16,15 @@ import chat_startup
 import loop_overhead
 import parallel_tools
 import plugin_load
+import round_trip
 import startup
 import stream_render
 
 SECTIONS = [
     ("Start-up (budget: within 1.5x of a bare `import typer`)", startup),
-    ("Loop overhead per model round trip (budget: within 1.2x of the raw SDK)", loop_overhead),
+    ("Loop overhead per model round trip (budget: within 1.1x of the raw SDK)", loop_overhead),
+    ("A whole run, one tool round trip (budget: within 1.2x of the raw SDK script, faster "
+     "than llm)", round_trip),
     ("Parallel tool calls (budget: k calls of a 1 s tool in about 1 s)", parallel_tools),
     ("Plugin loading (budget: 200 files in under 0.5 s)", plugin_load),
     ("Chat start-up (budget: prompt in under 1 s)", chat_startup),

@@ -2,7 +2,7 @@
 
 Everything goes to servers on 127.0.0.1 started here; names other than IP
 literals are answered by fake resolvers, and a "public" address is reached by
-patching httpcore's socket backend so that nothing leaves the machine.
+patching httpcore2's socket backend so that nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpcore
+import httpcore2
 import pytest
 
 from agentcli.config import HttpSettings
@@ -70,14 +70,14 @@ def forbid_resolution(host: str, port: int) -> list[str]:
 
 @pytest.fixture
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Every TCP connect httpcore makes, recorded (and still carried out)."""
+    """Every TCP connect httpcore2 makes, recorded (and still carried out)."""
     seen: list[tuple[str, int]] = []
-    real = httpcore.SyncBackend.connect_tcp
+    real = httpcore2.SyncBackend.connect_tcp
 
     def record(self: Any, host: str, port: int, *args: Any, **kw: Any) -> Any:
         seen.append((host, port))
         return real(self, host, port, *args, **kw)
-    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", record)
+    monkeypatch.setattr(httpcore2.SyncBackend, "connect_tcp", record)
     return seen
 
 
@@ -85,12 +85,12 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 def internet(monkeypatch: pytest.MonkeyPatch, srv: LoopbackServer) -> list[tuple[str, int]]:
     """A pretend internet: every connection to port 80 lands on the loopback server."""
     seen: list[tuple[str, int]] = []
-    real = httpcore.SyncBackend.connect_tcp
+    real = httpcore2.SyncBackend.connect_tcp
 
     def route(self: Any, host: str, port: int, *args: Any, **kw: Any) -> Any:
         seen.append((host, port))
         return real(self, "127.0.0.1", srv.port, *args, **kw)
-    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", route)
+    monkeypatch.setattr(httpcore2.SyncBackend, "connect_tcp", route)
     return seen
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "httpx", "agentcli.tools")
-UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "httpx", "agentcli.tools")
+from openai_server import Call, text, tool_calls
+
+HTTP = ("httpx", "httpcore", "httpx2", "httpcore2", "agentcli.tools.http", "agentcli.tools.netguard")
+HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "mcp", "agentcli.tools", *HTTP)
+UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "mcp", "agentcli.tools", *HTTP)
 
 
 def loaded_after(code: str) -> set[str]:
@@ -37,6 +41,20 @@ def test_command_help_loads_no_sdk_and_no_ui():
     assert roots(after_cli("run", "--help"), UI_AND_SDK) == set()
 
 
+def test_a_piped_run_loads_no_ui(home, server, run_args):
+    # a script's run (stderr not a terminal, -y): the tool line is plain text, written
+    # without rich; prompt_toolkit waits for a question; one HTTP stack
+    server.enqueue(tool_calls(Call("calculator", {"expression": "17*23"})), text("391"))
+    code = ("import atexit, json, sys\n"
+            "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+            "from agentcli.cli import main\nsys.argv[0] = 'agentcli'\nmain()")
+    argv = [sys.executable, "-c", code, "run", "-y", *run_args, "what is 17*23"]
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    *lines, modules = done.stderr.splitlines()
+    assert done.stdout == "391\n" and lines[0].startswith("✓ calculator {")
+    assert roots(set(json.loads(modules)), ("rich", "prompt_toolkit", "httpcore", "httpx")) == set()
+
+
 def test_the_core_imports_no_ui():
     modules = loaded_after("import agentcli.agent, agentcli.config, agentcli.sessions")
     assert roots(modules, ("typer", "rich", "prompt_toolkit")) == set()
@@ -45,3 +63,20 @@ def test_the_core_imports_no_ui():
 def test_plugin_api_is_importable_from_the_package():
     modules = loaded_after("from agentcli import tool\nassert callable(tool)")
     assert roots(modules, ("rich", "typer", "openai", "prompt_toolkit")) == set()
+
+
+def test_an_http_tool_call_loads_one_http_stack():
+    # the openai SDK runs on httpx2/httpcore2; the HTTP tools must not load a second stack
+    tests = str(Path(__file__).parent)
+    code = (f"import sys\nsys.path.insert(0, {tests!r})\nimport openai\n"
+            "openai.OpenAI(api_key='x', base_url='http://127.0.0.1:9/v1')\n"
+            "from http_server import LoopbackServer\n"
+            "from agentcli.config import HttpSettings\n"
+            "from agentcli.tools.http import http_tools\n"
+            "with LoopbackServer() as srv:\n"
+            "    config = HttpSettings(allow_hosts=[f'127.0.0.1:{srv.port}'])\n"
+            "    get = {t.name: t for t in http_tools(config)}['http_get']\n"
+            "    assert get(**get.validate({'url': srv.url('/text')})).startswith('HTTP 200')")
+    modules = loaded_after(code)
+    assert "httpcore2" in modules
+    assert roots(modules, ("httpx", "httpcore")) == set()

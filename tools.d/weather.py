@@ -2,7 +2,7 @@
 
 Open-Meteo needs no API key. The tool makes two GET requests: the geocoding
 API turns the city name into coordinates, then the forecast API gives the
-current conditions there. Both go through httpx with ``trust_env=False`` (no
+current conditions there. Both go through httpx2 with ``trust_env=False`` (no
 proxy or netrc taken from the environment), a 10-second timeout, no
 redirects, and a cap on the size of each response body.
 
@@ -20,7 +20,7 @@ import json
 import os
 from typing import Any, Literal
 
-import httpx
+import httpx2
 
 from agentcli import tool
 from agentcli.errors import ToolError
@@ -61,13 +61,13 @@ def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -
         raise ToolError("city is empty: give a city name, e.g. \"Berlin\"")
     if len(name) > MAX_CITY:
         raise ToolError(f"city name too long ({len(name)} characters, at most {MAX_CITY})")
-    with httpx.Client(trust_env=False, timeout=TIMEOUT, follow_redirects=False) as client:
+    with httpx2.Client(trust_env=False, timeout=TIMEOUT, follow_redirects=False) as client:
         place = _geocode(client, name)
         current, units = _current(client, place, unit)
     return _summary(place, current, units, unit)
 
 
-def _geocode(client: httpx.Client, name: str) -> dict[str, Any]:
+def _geocode(client: httpx2.Client, name: str) -> dict[str, Any]:
     """The first geocoding match for ``name``; ToolError when there is none."""
     url = os.environ.get(GEOCODE_ENV) or GEOCODE_URL
     data = _get_json(client, url, {"name": name, "count": 1, "language": "en", "format": "json"})
@@ -81,7 +81,7 @@ def _geocode(client: httpx.Client, name: str) -> dict[str, Any]:
     return place
 
 
-def _current(client: httpx.Client, place: dict[str, Any],
+def _current(client: httpx2.Client, place: dict[str, Any],
              unit: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``current`` block of the forecast at ``place``, and its units."""
     url = os.environ.get(FORECAST_ENV) or FORECAST_URL
@@ -100,7 +100,7 @@ def _current(client: httpx.Client, place: dict[str, Any],
     return current, units if isinstance(units, dict) else {}
 
 
-def _get_json(client: httpx.Client, url: str, params: dict[str, Any]) -> Any:
+def _get_json(client: httpx2.Client, url: str, params: dict[str, Any]) -> Any:
     """GET ``url`` and parse the JSON body, reading at most MAX_BODY bytes."""
     try:
         with client.stream("GET", url, params=params) as response:
@@ -110,9 +110,9 @@ def _get_json(client: httpx.Client, url: str, params: dict[str, Any]) -> Any:
                 if len(body) > MAX_BODY:
                     raise ToolError(f"the weather service sent more than {MAX_BODY:,} bytes; gave up")
             status = response.status_code
-    except httpx.TimeoutException:
+    except httpx2.TimeoutException:
         raise ToolError(f"the weather service did not answer within {TIMEOUT:g} s") from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
         raise ToolError(f"cannot reach the weather service: {type(exc).__name__}: {exc}") from None
     try:
         data = json.loads(body)

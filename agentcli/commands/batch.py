@@ -17,12 +17,11 @@ from ..endpoint import resolve
 from ..errors import AgentCLIError, UsageError
 from ..events import Approver
 from ..schema import load_schema
-from ..ui.approve import auto_approver
 from ..ui.console import stderr_console
 from ..ui.render import notice_line
 from ..ui.safe_text import json_visible
-from .common import (CommonOptions, build_agent, build_registry, load_rules, load_settings,
-                     reported, stderr, tool_choice)
+from .common import (CommonOptions, approve_all, build_agent, build_registry, load_rules,
+                     load_settings, reported, stderr, tool_choice)
 
 
 @dataclass
@@ -48,7 +47,7 @@ def _batch(opts: BatchOptions, console: Console) -> int:
         raise UsageError("--parallel must be at least 1")
     ids = check_ids(opts.input, opts.prompt)
     done = done_ids(opts.output) & ids
-    approve = auto_approver if opts.yes and opts.policy is None else DenyAsking()
+    approve = approve_all if opts.yes and opts.policy is None else DenyAsking()
     runner = _runner(opts, console, approve, schema)
     writer = ResultWriter(opts.output, *_on_terminal(opts.output))
     tally = Tally(total=len(ids) - len(done))

@@ -32,15 +32,13 @@ from ..events import Event, ToolFinished, ToolRecord
 from ..messages import Message, Usage
 from ..policy import Rules
 from ..sessions import Saved, SessionStore
-from ..ui.approve import auto_approver
 from ..ui.chat_approve import ask_choice, ask_yes_no, chat_approver, muted_input
 from ..ui.console import stdout_console
 from ..ui.repl import ChatCompleter, Prompt, SlashCommands
 from ..ui.safe_text import visible
 from ..ui.stream import TurnView
-from .common import (CommonOptions, build_agent, build_registry, load_rules, load_settings,
-                     reported,
-                     tool_choice)
+from .common import (CommonOptions, approve_all, build_agent, build_registry, load_rules,
+                     load_settings, reported, tool_choice)
 from .sessions_cmd import print_conversation, session_table
 
 TRUST_QUESTION = "Trust this directory's tools.d and agentcli.toml? [y/N] "
@@ -133,7 +131,7 @@ class ChatSession:
         self.opts, self.settings, self.console, self.store = opts, settings, console, store
         registry = build_registry(settings, opts, console)
         yes = opts.yes and opts.policy is None  # under --policy only rules allow without asking
-        approver = auto_approver if yes else chat_approver(console)
+        approver = approve_all if yes else chat_approver(console)
         self.agent = build_agent(settings, registry, approve=approver, on_event=self._on_event,
                                  notice=notice, verbose=opts.verbose, rules=rules)
         self.choice = tool_choice(opts.tool_choice, registry)

@@ -8,16 +8,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from .. import paths, trust
 from ..agent import DEFAULT_CONTEXT, Agent, Limits
 from ..audit import AuditLog
 from ..config import Loaded, Settings, load, untrusted_local_config
 from ..errors import AgentCLIError, ConfigError
-from ..events import Approver, Event
+from ..events import ApprovalRequest, Approver, Decision, Event
 from ..hooks import from_config as hooks_from_config
 from ..policy import Rules, config_rules, read_policy
 from ..provider import ChatProvider
@@ -26,9 +24,11 @@ from ..tools.builtins import builtin_tools
 from ..tools.http import http_tools
 from ..tools.loader import LoadReport, load_dir
 from ..tools.registry import ToolRegistry
-from ..ui.approve import UnattendedApprover, auto_approver
 from ..ui.console import stderr_console
 from ..ui.safe_text import visible
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass
@@ -166,6 +166,11 @@ def stdin_is_terminal() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
+def approve_all(request: ApprovalRequest) -> Decision:
+    """``--yes``: every call that would ask is approved (no panel, so no rich)."""
+    return Decision(True)
+
+
 def choose_approver(*, yes: bool, can_ask: bool) -> Approver:
     """``--yes`` approves; a terminal asks (single keys, on stderr); otherwise a
     call that asks is denied. Under ``--policy`` callers pass ``yes=False``: there,
@@ -175,7 +180,9 @@ def choose_approver(*, yes: bool, can_ask: bool) -> Approver:
     prompt_toolkit is imported only here, when there is a terminal to ask.
     """
     if yes:
-        return auto_approver
+        return approve_all
+    from ..ui.approve import UnattendedApprover  # rich and the panels: only when asking
+
     console = stderr_console()
     if not can_ask:
         return UnattendedApprover(console)

@@ -7,8 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from ..agent import Agent
 from ..config import Settings
@@ -25,6 +24,9 @@ from ..ui.render import for_output, notice_line, plugin_output, tool_result_line
 from ..ui.safe_text import json_visible, visible
 from .common import (CommonOptions, build_agent, build_registry, choose_approver, load_rules,
                      load_settings, reported, stderr, stdin_is_terminal, tool_choice)
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from .. import audit, paths
 from ..conversation import Conversation
@@ -23,6 +21,9 @@ from ..policy import Rules
 from .common import (CommonOptions, audit_log, build_registry, choose_approver, load_rules,
                      load_settings,
                      reported, stderr, stdin_is_terminal, tool_dirs)
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _registry(opts: CommonOptions, console: Console) -> tuple[Any, ToolRegistry]:

@@ -11,7 +11,6 @@ form of a set of secrets; ``find`` says which one a text holds.
 from __future__ import annotations
 
 import base64
-import html
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -85,6 +84,8 @@ def _decodings(text: str, rounds: int = 3) -> list[str]:
 
 def _unescape(text: str) -> str:
     """``\\u0073`` and ``\\x73`` escapes (as a JSON or JavaScript reader would) and HTML ones."""
+    import html  # its entity table costs a few ms: loaded with the first tool call checked
+
     text = _ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), text)
     return html.unescape(text)
 

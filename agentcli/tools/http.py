@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 
 from ..config import HttpSettings
 from ..errors import InvalidArguments
@@ -123,7 +123,7 @@ class Fetch:
         deadline = Deadline(self.config.timeout)
         policy = HostPolicy(self.config.allow_hosts, self.config.allow_private)
         backend = GuardedBackend(policy, deadline, self.resolver)
-        with httpx.Client(transport=GuardedTransport(backend), trust_env=False,
+        with httpx2.Client(transport=GuardedTransport(backend), trust_env=False,
                           headers=DEFAULT_HEADERS, follow_redirects=False) as client:
             response = self._follow(client, self._first(client), policy, deadline)
             try:
@@ -132,7 +132,7 @@ class Fetch:
                 response.close()
         return format_result(response, body, self.config.max_bytes)
 
-    def _first(self, client: httpx.Client) -> httpx.Request:
+    def _first(self, client: httpx2.Client) -> httpx2.Request:
         headers = dict(self.headers or {})
         content: bytes | None = None
         if self.data is not None:
@@ -142,8 +142,8 @@ class Fetch:
         return client.build_request(self.method, parse_url(self.url, self.params),
                                     headers=headers, content=content, json=self.json)
 
-    def _follow(self, client: httpx.Client, request: httpx.Request, policy: HostPolicy,
-                deadline: Deadline) -> httpx.Response:
+    def _follow(self, client: httpx2.Client, request: httpx2.Request, policy: HostPolicy,
+                deadline: Deadline) -> httpx2.Response:
         for hop in range(MAX_REDIRECTS + 1):
             response = send(client, request, deadline)
             location = response.headers.get("location")
@@ -157,29 +157,29 @@ class Fetch:
         raise AssertionError("unreachable")
 
 
-def send(client: httpx.Client, request: httpx.Request, deadline: Deadline) -> httpx.Response:
+def send(client: httpx2.Client, request: httpx2.Request, deadline: Deadline) -> httpx2.Response:
     """Send one hop within what is left of the deadline; map failures to ToolErrors."""
     host = request.url.host
     try:
         wait = deadline.clamp(None, HttpTimeout)
-        request.extensions["timeout"] = httpx.Timeout(wait).as_dict()
+        request.extensions["timeout"] = httpx2.Timeout(wait).as_dict()
         return client.send(request, stream=True)
-    except httpx.TimeoutException:
+    except httpx2.TimeoutException:
         raise HttpTimeout(f"timed out: no response from {host} within the overall deadline "
                           f"of {deadline.seconds:g} s") from None
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         raise HttpFailed(f"request to {host} failed: {exc or type(exc).__name__}") from None
     except HttpTimeout:
         raise HttpTimeout(f"timed out: the overall deadline of {deadline.seconds:g} s passed "
                           f"before {host} answered") from None
 
 
-def next_request(client: httpx.Client, request: httpx.Request, status: int, location: str,
-                 policy: HostPolicy) -> httpx.Request:
+def next_request(client: httpx2.Client, request: httpx2.Request, status: int, location: str,
+                 policy: HostPolicy) -> httpx2.Request:
     """The request for a redirect: re-checked, method per RFC 9110, credentials per origin."""
     try:
         target = request.url.join(location)
-    except (httpx.InvalidURL, UnicodeError) as exc:
+    except (httpx2.InvalidURL, UnicodeError) as exc:
         raise HttpFailed(f"redirect to an invalid URL {clip(location)}: {str(exc)[:200]}") from None
     check_target(target, policy, HttpRefused, location)
     method, content = request.method, request.content
@@ -196,7 +196,7 @@ def next_request(client: httpx.Client, request: httpx.Request, status: int, loca
     return client.build_request(method, target, headers=headers, content=content)
 
 
-def origin(url: httpx.URL) -> tuple[str, str, int]:
+def origin(url: httpx2.URL) -> tuple[str, str, int]:
     return url.scheme, url.host, url.port or default_port(url)
 
 
@@ -234,7 +234,7 @@ class _Decoder:
         return out
 
 
-def read_body(response: httpx.Response, cap: int, deadline: Deadline) -> Body:
+def read_body(response: httpx2.Response, cap: int, deadline: Deadline) -> Body:
     """Read and decode at most ``cap`` bytes of body before the deadline."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     known = encoding in ("identity", "", "gzip", "x-gzip", "deflate")
@@ -250,9 +250,9 @@ def read_body(response: httpx.Response, cap: int, deadline: Deadline) -> Body:
             if deadline.expired():
                 body.deadline_cut = True
                 break
-    except httpx.TimeoutException:
+    except httpx2.TimeoutException:
         body.deadline_cut = True
-    except (httpx.HTTPError, zlib.error) as exc:
+    except (httpx2.HTTPError, zlib.error) as exc:
         body.problem = f"the body ended early: {exc or type(exc).__name__}"
     body.data = bytes(out[:cap])
     return body
@@ -276,7 +276,7 @@ def is_text(content_type: str, data: bytes) -> bool:
     return True
 
 
-def format_result(response: httpx.Response, body: Body, cap: int) -> str:
+def format_result(response: httpx2.Response, body: Body, cap: int) -> str:
     """``HTTP <status> <reason>``, the final URL, the content type, then the body."""
     content_type = response.headers.get("content-type", "")
     lines = [f"HTTP {response.status_code} {response.reason_phrase}".rstrip(),
@@ -286,7 +286,7 @@ def format_result(response: httpx.Response, body: Body, cap: int) -> str:
     return "\n".join(lines) + "\n\n" + render_body(body, content_type, response, cap)
 
 
-def render_body(body: Body, content_type: str, response: httpx.Response, cap: int) -> str:
+def render_body(body: Body, content_type: str, response: httpx2.Response, cap: int) -> str:
     """The body as text, or a one-line summary for binary or undecoded bodies."""
     size = f"{len(body.data):,} bytes" if not body.truncated else f"more than {cap:,} bytes"
     if body.undecoded:
@@ -308,7 +308,7 @@ def render_body(body: Body, content_type: str, response: httpx.Response, cap: in
     return text
 
 
-def _charset(response: httpx.Response) -> str:
+def _charset(response: httpx2.Response) -> str:
     name = response.charset_encoding or "utf-8"
     try:
         "".encode(name)

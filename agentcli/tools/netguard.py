@@ -1,5 +1,5 @@
 """Where the HTTP tools may connect: address classes, the allow-list, and a
-guarded httpx transport that connects only to addresses it has checked.
+guarded httpx2 transport that connects only to addresses it has checked.
 
 This module owns the SSRF defence of ``http_get`` / ``http_post``:
 
@@ -11,21 +11,24 @@ This module owns the SSRF defence of ``http_get`` / ``http_post``:
   ``allow_private``; :func:`check_target` holds the URL rules (http/https
   only, no userinfo, a real host name, ports 80/443 unless allow-listed),
   applied before approval and again to every redirect target.
-* :class:`GuardedBackend` is an httpcore network backend. httpcore asks it for
+* :class:`GuardedBackend` is an httpcore2 network backend. httpcore2 asks it for
   a TCP connection to ``(hostname, port)``; it resolves the name once, checks
   every address the name resolves to, and hands the *checked IP literal* to
-  httpcore's own socket backend, so there is no second DNS lookup that a
+  httpcore2's own socket backend, so there is no second DNS lookup that a
   rebinding name could answer differently. Only the TCP connect sees the IP:
-  httpcore still builds the request from the URL (``Host: hostname``) and
+  httpcore2 still builds the request from the URL (``Host: hostname``) and
   calls ``start_tls(server_hostname=hostname)`` on the returned stream, so SNI
   and certificate verification (``check_hostname``) are against the hostname
   the model asked for, not the IP.
 * The streams it returns clamp every connect/read/write timeout to one
-  wall-clock :class:`Deadline` for the whole call (httpx timeouts are per
+  wall-clock :class:`Deadline` for the whole call (httpx2 timeouts are per
   operation, so a slow drip would otherwise never time out).
-* :class:`GuardedTransport` is ``httpx.HTTPTransport`` with its connection
-  pool rebuilt on that backend; proxies are never configured, so environment
-  proxy variables cannot route around the check.
+* :class:`GuardedTransport` is an ``httpx2.BaseTransport`` (the public
+  custom-transport interface) over an ``httpcore2.ConnectionPool`` built with
+  that backend as its public ``network_backend`` argument; it has no proxy, so
+  environment proxy variables cannot route around the check.
+
+This is the stack the openai SDK runs on, so a run loads one HTTP library.
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ import threading
 import time
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from typing import Any
 
-import httpcore
-import httpx
+import httpcore2
+import httpx2
 
 from ..errors import ConfigError, InvalidArguments, ToolError
 
@@ -169,9 +173,9 @@ class AllowList:
 def _parse_entry(entry: str) -> tuple[str, int | None]:
     text = entry.strip()
     try:  # an unregistered scheme keeps even port 80 or 443 explicit
-        url = httpx.URL(f"allow://{text}/")
+        url = httpx2.URL(f"allow://{text}/")
         host = normal_host(url.raw_host.decode("ascii"))
-    except (httpx.InvalidURL, UnicodeError):
+    except (httpx2.InvalidURL, UnicodeError):
         host = ""
     if not valid_host(host) or url.userinfo or any(c in text for c in "/@?#"):
         raise ConfigError(f"[http] allow_hosts: {entry!r} is not a host or host:port")
@@ -229,14 +233,14 @@ class HostPolicy:
 
 # --- URL rules (checked before approval and again on every redirect) ------------------
 
-def parse_url(url: str, params: Mapping[str, str] | None = None) -> httpx.URL:
+def parse_url(url: str, params: Mapping[str, str] | None = None) -> httpx2.URL:
     """Parse ``url`` (with ``params`` merged into its query) or raise InvalidArguments."""
     problem = url_problem(url) if isinstance(url, str) else "it is not text"
     if problem:
         raise InvalidArguments(f"invalid URL: {problem}")
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, UnicodeError, TypeError) as exc:
+        parsed = httpx2.URL(url)
+    except (httpx2.InvalidURL, UnicodeError, TypeError) as exc:
         raise InvalidArguments(_numeric_refusal(url) or
                                f"invalid URL {clip(url)}: {_parse_failure(exc)}") from None
     parsed = parsed.copy_merge_params(dict(params)) if params else parsed
@@ -322,7 +326,7 @@ def _numeric_refusal(url: str) -> str:
     return f"invalid URL {url!r}: write the address {host} as {ip}"
 
 
-def check_target(url: httpx.URL, policy: HostPolicy, error: type[Exception],
+def check_target(url: httpx2.URL, policy: HostPolicy, error: type[Exception],
                  raw: str | None = None) -> None:
     """Scheme, userinfo, host and port rules for one URL (the request or a redirect hop).
 
@@ -356,7 +360,7 @@ def _netloc(url: str) -> str:
         return ""
 
 
-def default_port(url: httpx.URL) -> int:
+def default_port(url: httpx2.URL) -> int:
     """The port a URL without one uses: 443 for https, 80 for http."""
     return 443 if url.scheme == "https" else 80
 
@@ -388,25 +392,25 @@ class Deadline:
         return left if timeout is None else min(timeout, left)
 
 
-class _DeadlineStream(httpcore.NetworkStream):
+class _DeadlineStream(httpcore2.NetworkStream):
     """A network stream whose every operation ends by the call's deadline."""
 
-    def __init__(self, inner: httpcore.NetworkStream, deadline: Deadline) -> None:
+    def __init__(self, inner: httpcore2.NetworkStream, deadline: Deadline) -> None:
         self.inner = inner
         self.deadline = deadline
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.inner.read(max_bytes, self.deadline.clamp(timeout, httpcore.ReadTimeout))
+        return self.inner.read(max_bytes, self.deadline.clamp(timeout, httpcore2.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.inner.write(buffer, self.deadline.clamp(timeout, httpcore.WriteTimeout))
+        self.inner.write(buffer, self.deadline.clamp(timeout, httpcore2.WriteTimeout))
 
     def close(self) -> None:
         self.inner.close()
 
     def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        wait = self.deadline.clamp(timeout, httpcore.ConnectTimeout)
+                  timeout: float | None = None) -> httpcore2.NetworkStream:
+        wait = self.deadline.clamp(timeout, httpcore2.ConnectTimeout)
         return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, wait),
                                self.deadline)
 
@@ -414,7 +418,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self.inner.get_extra_info(info)
 
 
-class GuardedBackend(httpcore.NetworkBackend):
+class GuardedBackend(httpcore2.NetworkBackend):
     """Resolve once, check every address, connect to a checked address."""
 
     def __init__(self, policy: HostPolicy, deadline: Deadline,
@@ -422,7 +426,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         self.policy = policy
         self.deadline = deadline
         self.resolver = resolver or system_resolver
-        self.inner = httpcore.SyncBackend()
+        self.inner = httpcore2.SyncBackend()
         self.connected: list[tuple[str, int]] = []  # (checked IP, port) per connection
 
     def resolve(self, host: str, port: int) -> list[IPAddress]:
@@ -455,19 +459,19 @@ class GuardedBackend(httpcore.NetworkBackend):
         try:
             return future.result(timeout=max(0.0, self.deadline.remaining()))
         except FutureTimeout:
-            raise httpcore.ConnectTimeout(f"looking up {host} took longer than the deadline") from None
+            raise httpcore2.ConnectTimeout(f"looking up {host} took longer than the deadline") from None
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+                    socket_options: Iterable[Any] | None = None) -> httpcore2.NetworkStream:
         self.policy.check_port(host, port)
         failure: Exception = HttpFailed(f"could not connect to {host}")
         for ip in self.resolve(host, port):
-            wait = self.deadline.clamp(timeout, httpcore.ConnectTimeout)
+            wait = self.deadline.clamp(timeout, httpcore2.ConnectTimeout)
             try:  # an IP literal: create_connection does no DNS lookup for it
                 stream = self.inner.connect_tcp(str(ip), port, wait, local_address,
                                                 socket_options)
-            except httpcore.ConnectError as exc:
+            except httpcore2.ConnectError as exc:
                 failure = exc
                 continue
             self.connected.append((str(ip), port))
@@ -475,20 +479,61 @@ class GuardedBackend(httpcore.NetworkBackend):
         raise failure
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+                            socket_options: Iterable[Any] | None = None) -> httpcore2.NetworkStream:
         raise HttpRefused("refused: unix sockets are not allowed")
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
 
-class GuardedTransport(httpx.HTTPTransport):
-    """``httpx.HTTPTransport`` whose pool connects through a :class:`GuardedBackend`."""
+class GuardedTransport(httpx2.BaseTransport):
+    """An httpx2 transport whose connection pool connects through a :class:`GuardedBackend`."""
 
     def __init__(self, backend: GuardedBackend) -> None:
-        ssl_context = httpx.create_ssl_context(verify=True)
-        super().__init__(verify=ssl_context, trust_env=False)
-        if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
-            raise RuntimeError("unsupported httpx version: cannot install the address guard")
-        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend,
-                                             max_connections=4, retries=0)
+        self.pool = httpcore2.ConnectionPool(ssl_context=httpx2.create_ssl_context(verify=True),
+                                             network_backend=backend, max_connections=4,
+                                             retries=0)
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = request.url
+        core = httpcore2.Request(method=request.method, headers=request.headers.raw,
+                                 url=httpcore2.URL(scheme=url.raw_scheme, host=url.raw_host,
+                                                   port=url.port, target=url.raw_path),
+                                 content=request.stream, extensions=request.extensions)
+        with _mapped_errors():
+            answer = self.pool.handle_request(core)
+        return httpx2.Response(status_code=answer.status, headers=answer.headers,
+                               stream=_BodyStream(answer.stream), extensions=answer.extensions)
+
+    def close(self) -> None:
+        with _mapped_errors():
+            self.pool.close()
+
+
+class _BodyStream(httpx2.SyncByteStream):
+    """The response body from httpcore2, with its errors raised as httpx2 ones."""
+
+    def __init__(self, inner: Iterable[bytes]) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _mapped_errors():
+            yield from self.inner
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+
+@contextmanager
+def _mapped_errors() -> Iterator[None]:
+    """httpcore2's exceptions raised as the httpx2 exceptions of the same name (both
+    libraries name them alike: ReadTimeout, ConnectError, RemoteProtocolError, ...)."""
+    try:
+        yield
+    except httpcore2.TimeoutException as exc:
+        raise getattr(httpx2, type(exc).__name__, httpx2.TimeoutException)(str(exc)) from exc
+    except (httpcore2.NetworkError, httpcore2.ProtocolError, httpcore2.UnsupportedProtocol,
+            httpcore2.ProxyError) as exc:
+        raise getattr(httpx2, type(exc).__name__, httpx2.TransportError)(str(exc)) from exc

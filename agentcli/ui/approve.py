@@ -181,11 +181,6 @@ class TerminalApprover:
         return Decision(True, arguments=arguments)
 
 
-def auto_approver(request: ApprovalRequest) -> Decision:
-    """``--yes``: every call that would ask is approved."""
-    return Decision(True)
-
-
 class UnattendedApprover:
     """No terminal and no ``--yes``: deny, tell the model, and say so on stderr."""
 

@@ -3,15 +3,44 @@
 from __future__ import annotations
 
 import json
-
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from ..audit import ToolStats
 from ..events import ToolRecord
 from .safe_text import visible
 
+if TYPE_CHECKING:
+    from rich.text import Text
+
 _MARKS = {"ok": ("✓", "green"), "error": ("✗", "red"), "denied": ("⊘", "yellow"),
           "timeout": ("⏱", "red"), "cancelled": ("⊘", "yellow")}
+
+
+class Styled:
+    """A line of text with styles, built without importing rich: a plain console
+    writes ``plain``; a rich console renders it through ``__rich__``."""
+
+    def __init__(self, text: str = "", style: str = "") -> None:
+        self.parts: list[tuple[str, str]] = [(text, style)]
+
+    def append(self, text: str, style: str = "") -> Styled:
+        self.parts.append((text, style))
+        return self
+
+    @property
+    def plain(self) -> str:
+        return "".join(text for text, _ in self.parts)
+
+    def __str__(self) -> str:
+        return self.plain
+
+    def __rich__(self) -> Text:
+        from rich.text import Text
+
+        line = Text()
+        for text, style in self.parts:
+            line.append(text, style=style or None)
+        return line
 
 
 def for_output(text: str, *, terminal: bool) -> str:
@@ -35,24 +64,24 @@ def short(text: str, limit: int = 120) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def tool_result_line(record: ToolRecord) -> Text:
+def tool_result_line(record: ToolRecord) -> Styled:
     mark, style = _MARKS.get(record.status, ("?", "white"))
     args = (json.dumps(record.arguments, ensure_ascii=False) if not isinstance(record.arguments, str)
             else record.arguments)
-    line = Text(f"{mark} ", style=style)
-    line.append(f"{visible(record.name)} ", style="bold")
-    line.append(short(args, 80), style="dim")
+    line = Styled(f"{mark} ", style)
+    line.append(f"{visible(record.name)} ", "bold")
+    line.append(short(args, 80), "dim")
     line.append(f" → {short(record.result)}")
-    line.append(f"  ({record.duration_ms} ms)", style="dim")
+    line.append(f"  ({record.duration_ms} ms)", "dim")
     return line
 
 
-def plugin_output(record: ToolRecord, limit: int = 2000) -> Text:
+def plugin_output(record: ToolRecord, limit: int = 2000) -> Styled:
     """What a tool printed while it ran, labelled, escaped and shortened."""
     text = record.output.strip()
     if len(text) > limit:
         text = text[:limit] + f"\n[... {len(record.output) - limit:,} more characters]"
-    line = Text(f"plugin output ({visible(record.name)}):\n", style="dim")
+    line = Styled(f"plugin output ({visible(record.name)}):\n", "dim")
     line.append(visible(text, keep_newlines=True))
     return line
 
