@@ -95,7 +95,7 @@ def test_an_unset_variable_in_headers_is_one_line_and_the_rest_works(cli, home, 
     server.enqueue(tool_calls(Call("calculator", {"expression": "2+2"}, id="c")), text("4"))
     result = cli("run", *run_args, "--yes", "sum")
     assert result.code == 0, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if "MCP server web" in ln]
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("agentcli: MCP server web")]
     assert len(lines) == 1 and "NO_SUCH_TOKEN_VAR is not set" in lines[0]
     assert "web.log" in lines[0]
     assert tool_messages(server.requests[1].body) == {"c": "4"}

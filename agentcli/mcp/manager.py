@@ -103,12 +103,12 @@ class McpManager:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise ToolError(f"timed out after {timeout:g} s: the MCP server {server} did not "
-                            f"answer (its log: {state.log_path})") from None
+            raise ToolError(f"timed out after {timeout:g} s: MCP server {server} did not "
+                            f"answer (log: {state.log_path})") from None
 
     def unavailable(self, state: ServerState) -> str:
         why = state.error or state.status
-        return f"the MCP server {state.name} is not running ({why}; its log: {state.log_path})"
+        return f"MCP server {state.name} is not available: {why} (log: {state.log_path})"
 
     async def _call(self, state: ServerState, tool: str, arguments: dict[str, Any]) -> Any:
         try:
@@ -116,8 +116,8 @@ class McpManager:
         except Exception as exc:  # the connection broke, or the server sent garbage
             if not _is_reply(exc):
                 state.status, state.error = "failed", "it stopped during a call"
-            raise ToolError(f"the MCP server {state.name} failed during the call "
-                            f"({describe(exc)}; its log: {state.log_path})") from None
+            raise ToolError(f"MCP server {state.name} failed during the call: {describe(exc)} "
+                            f"(log: {state.log_path})") from None
 
     async def _serve(self, state: ServerState) -> None:
         """The server's whole life: connect, list tools, wait for stop, disconnect."""
@@ -167,8 +167,8 @@ class McpManager:
 
 def _give_up(state: ServerState, task: asyncio.Task[Any] | None) -> None:
     if state.status == "starting" and task is not None:
-        state.error = (f"it did not start within {state.config.startup_timeout:g} s "
-                       "(raise startup_timeout if it is slow to start)")
+        state.error = (f"it did not start within {state.config.startup_timeout:g} s; "
+                       "raise startup_timeout if it is slow to start")
         task.cancel()
 
 
@@ -239,14 +239,18 @@ async def list_tools(client: Any) -> list[Any]:
 
 def _start_error(state: ServerState, exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError) and state.config.command:
-        return f"cannot start it: the command {state.config.command!r} was not found"
-    return f"it could not be started ({describe(exc)})"
+        return f"it cannot be started: the command {state.config.command!r} was not found"
+    if "connection closed" in str(exc).lower() and state.config.command:
+        return "it exited before it was ready"
+    return f"it could not be started: {describe(exc)}"
 
 
 def describe(exc: BaseException) -> str:
     """An exception as a short phrase; the first real error of an exception group."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    if "connection closed" in str(exc).lower():
+        return "the connection to it closed (did it exit?)"
     if isinstance(exc, AgentCLIError):
         return str(exc)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
