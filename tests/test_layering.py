@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "httpx", "agentcli.tools")
+HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "httpx", "agentcli.tools", "mcp")
 UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "httpx", "agentcli.tools")
 
 
@@ -45,3 +45,12 @@ def test_the_core_imports_no_ui():
 def test_plugin_api_is_importable_from_the_package():
     modules = loaded_after("from agentcli import tool\nassert callable(tool)")
     assert roots(modules, ("rich", "typer", "openai", "prompt_toolkit")) == set()
+
+
+def test_the_mcp_sdk_loads_only_when_a_server_is_configured(home):
+    for argv in (["tools", "list"], ["mcp", "list"], ["mcp", "--help"]):
+        assert roots(after_cli(*argv), ("mcp", "agentcli.mcp")) == set(), argv
+    config = home / "config" / "agentcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('[mcp.servers.x]\ncommand = "no-such-mcp-command"\n')
+    assert "mcp" in after_cli("tools", "list")
