@@ -40,9 +40,9 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], limit: float = 90) -
 
 @pytest.fixture(scope="session")
 def mcp_http() -> Iterator[dict[str, str]]:
-    """The normal and media servers over streamable HTTP: {name: url}."""
+    """The normal, media and changer servers over streamable HTTP: {name: url}."""
     procs, urls = [], {}
-    for name in ("normal", "media"):
+    for name in ("normal", "media", "changer"):
         port = free_port()
         proc = subprocess.Popen([sys.executable, script(name), "http", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

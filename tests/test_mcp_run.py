@@ -99,3 +99,16 @@ def test_an_unset_variable_in_headers_is_one_line_and_the_rest_works(cli, home, 
     assert len(lines) == 1 and "NO_SUCH_TOKEN_VAR is not set" in lines[0]
     assert "web.log" in lines[0]
     assert tool_messages(server.requests[1].body) == {"c": "4"}
+
+
+def test_a_changed_tool_list_is_read_again_before_the_next_request(cli, home, server, run_args,
+                                                                   mcp_http):
+    write_config(home, f'[mcp.servers.live]\nurl = "{mcp_http["changer"]}"\n')
+    server.enqueue(tool_calls(Call("live__grow", {}, id="g")),
+                   tool_calls(Call("live__extra", {"word": "new"}, id="e")), text("done"))
+    result = cli("run", *run_args, "--yes", "grow")
+    assert result.code == 0, result.stderr
+    names = [[t["function"]["name"] for t in r.body["tools"]] for r in server.requests]
+    assert "live__extra" not in names[0]
+    assert "live__extra" in names[1]
+    assert tool_messages(server.requests[2].body)["e"] == "extra: new"

@@ -118,9 +118,9 @@ def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console) 
     servers = {name: cfg for name, cfg in settings.mcp.servers.items() if cfg.enabled}
     if not servers:
         return
-    from ..mcp.lifecycle import load_tools
+    from ..mcp.lifecycle import add_tools
 
-    registry.extend(load_tools(servers, lambda line: console.print(f"agentcli: {visible(line)}")))
+    add_tools(registry, servers, lambda line: console.print(f"agentcli: {visible(line)}"))
 
 
 def tool_choice(value: str | None, registry: ToolRegistry) -> Any:

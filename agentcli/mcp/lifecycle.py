@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from ..config import McpServer
 from ..tools.base import Tool
+from ..tools.registry import ToolRegistry
 from .manager import McpManager
 from .tools import mcp_tools
 
@@ -36,10 +37,29 @@ def stop_servers() -> None:
         _current.pop().stop()
 
 
-def load_tools(servers: Mapping[str, McpServer], warn: Callable[[str], None]) -> list[Tool]:
-    """Start the servers and return their tools; each problem is one line to ``warn``."""
+def add_tools(registry: ToolRegistry, servers: Mapping[str, McpServer],
+              warn: Callable[[str], None]) -> None:
+    """Start the servers and register their tools; each problem is one line to ``warn``.
+
+    A server that says its tool list changed has its tools read again before
+    the registry's next ``refresh`` (the agent refreshes before each request).
+    """
     manager = start_servers(servers)
     tools, warnings = mcp_tools(manager)
     for line in warnings:
         warn(line)
-    return tools
+    registry.extend(tools)
+    registry.refreshers.append(lambda reg: _refresh(manager, reg, warn))
+
+
+def _refresh(manager: McpManager, registry: ToolRegistry, warn: Callable[[str], None]) -> bool:
+    changed = manager.refresh_stale()
+    if not changed:
+        return False
+    for name in changed:
+        registry.remove_source(f"mcp:{name}")
+    tools, warnings = mcp_tools(manager, only=changed)
+    for line in warnings:
+        warn(line)
+    registry.extend(tools)
+    return True

@@ -149,20 +149,20 @@ class McpManager:
 
     async def refresh(self, state: ServerState) -> None:
         """Read the server's tool list again (after ``tools/list_changed``)."""
-        state.tools = await list_tools(state.client)
         state.stale = False
+        state.tools = await list_tools(state.client)
 
-    def refresh_stale(self) -> bool:
-        """Re-read the tool lists of servers that said theirs changed; True if any did."""
+    def refresh_stale(self) -> list[str]:
+        """Re-read the tool lists of servers that said theirs changed; their names."""
         loop = self._loop
         stale = [s for s in self.servers.values() if s.stale and s.status == "ready"]
         if not stale or loop is None:
-            return False
+            return []
         for state in stale:
             future = asyncio.run_coroutine_threadsafe(self.refresh(state), loop)
             with contextlib.suppress(Exception):
                 future.result(state.config.tool_timeout)
-        return True
+        return [state.name for state in stale]
 
 
 def _give_up(state: ServerState, task: asyncio.Task[Any] | None) -> None:

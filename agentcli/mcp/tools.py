@@ -17,12 +17,15 @@ from .naming import tool_name
 from .results import result_text
 
 
-def mcp_tools(manager: McpManager) -> tuple[list[Tool], list[str]]:
-    """The tools of every running server, and one warning line per problem."""
+def mcp_tools(manager: McpManager, only: list[str] | None = None) -> tuple[list[Tool], list[str]]:
+    """The tools of every running server (or those in ``only``), and one warning
+    line per problem."""
     tools: list[Tool] = []
     warnings: list[str] = []
     owners: dict[str, str] = {}
     for state in manager.servers.values():
+        if only is not None and state.name not in only:
+            continue
         if state.status != "ready":
             warnings.append(manager.unavailable(state))
             continue
