@@ -112,3 +112,15 @@ def test_a_changed_tool_list_is_read_again_before_the_next_request(cli, home, se
     assert "live__extra" not in names[0]
     assert "live__extra" in names[1]
     assert tool_messages(server.requests[2].body)["e"] == "extra: new"
+
+
+def test_two_tools_fitted_to_one_name_are_reported(cli, home, server, run_args, mcp_http):
+    write_config(home, f'[mcp.servers.m]\nurl = "{mcp_http["media"]}"\n'
+                       f'[mcp.servers.m__x]\nurl = "{mcp_http["normal"]}"\n')
+    server.enqueue(text("ok"))
+    result = cli("run", *run_args, "hi")
+    assert result.code == 0, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if "m__x__echo" in ln]
+    assert len(lines) == 1 and "m/x__echo" in lines[0] and "m__x/echo" in lines[0]
+    names = [t["function"]["name"] for t in server.requests[0].body["tools"]]
+    assert names.count("m__x__echo") == 1

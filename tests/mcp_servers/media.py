@@ -31,5 +31,11 @@ def link() -> list:
                          mime_type="application/pdf")]
 
 
+@server.tool(name="x__echo")
+def x_echo(text: str) -> str:
+    """A name that, on a server called m, collides with echo on a server called m__x."""
+    return text
+
+
 if __name__ == "__main__":
     serve(server)
