@@ -124,3 +124,15 @@ def test_two_tools_fitted_to_one_name_are_reported(cli, home, server, run_args, 
     assert len(lines) == 1 and "m/x__echo" in lines[0] and "m__x/echo" in lines[0]
     names = [t["function"]["name"] for t in server.requests[0].body["tools"]]
     assert names.count("m__x__echo") == 1
+
+
+def test_a_long_error_from_a_server_is_capped_like_any_output(cli, home, server, run_args,
+                                                             mcp_http):
+    http_config(home, mcp_http, "[tools]\nmax_output = 1000\n")
+    server.enqueue(tool_calls(Call("media__broken", {"reason": "x" * 50_000}, id="big")),
+                   text("ok"))
+    result = cli("run", *run_args, "--yes", "go")
+    assert result.code == 0, result.stderr
+    answer = tool_messages(server.requests[1].body)["big"]
+    assert answer.startswith("error: cannot do that: xxx")
+    assert len(answer) < 1200 and "output truncated" in answer
