@@ -114,7 +114,7 @@ class McpManager:
         try:
             return await state.client.call_tool(tool, arguments)
         except Exception as exc:  # the connection broke, or the server sent garbage
-            if not _is_reply(exc):
+            if _connection_lost(exc):
                 state.status, state.error = "failed", "it stopped during a call"
             raise ToolError(f"MCP server {state.name} failed during the call: {describe(exc)} "
                             f"(log: {state.log_path})") from None
@@ -172,11 +172,14 @@ def _give_up(state: ServerState, task: asyncio.Task[Any] | None) -> None:
         task.cancel()
 
 
-def _is_reply(exc: BaseException) -> bool:
-    """Whether ``exc`` is an error the server sent (it is still there to send it)."""
-    from mcp import MCPError
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` means the server is gone (not a bad reply from a live server)."""
+    import anyio
 
-    return isinstance(exc, MCPError) and "connection closed" not in str(exc).lower()
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    lost = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
+    return isinstance(exc, lost) or "connection closed" in str(exc).lower()
 
 
 def _open_log(state: ServerState) -> IO[str]:

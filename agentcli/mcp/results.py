@@ -13,6 +13,8 @@ import binascii
 import json
 from typing import Any
 
+from ..tools.runner import serialise
+
 
 def result_text(result: Any) -> str:
     """The text for the model from a ``CallToolResult``.
@@ -31,7 +33,7 @@ def result_text(result: Any) -> str:
         return "\n".join(p for p in parts if p)
     if _same_json(text, structured):
         parts = [p for p, b in zip(parts, blocks) if getattr(b, "type", None) != "text"]
-    parts.append(json.dumps(structured, ensure_ascii=False))
+    parts.append(json.dumps(structured) if isinstance(structured, str) else serialise(structured))
     return "\n".join(p for p in parts if p)
 
 
@@ -82,5 +84,5 @@ def _size(data: str) -> int:
 def _same_json(text: str, value: Any) -> bool:
     try:
         return json.loads(text) == value
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
         return False
