@@ -92,3 +92,26 @@ def test_ctrl_c_during_an_mcp_call_stops_every_server(home, server, run_args):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert gone(marker), processes_with(marker)
+
+
+def test_sigterm_during_an_mcp_call_stops_every_server(home, server, run_args):
+    marker = f"mcp-test-{uuid.uuid4().hex}"
+    write_config(home, stdio_server("crasher", "crasher", marker))
+    server.enqueue(tool_calls(Call("crasher__hang", {"seconds": 600}, id="h")), text("never"))
+    proc = subprocess.Popen([*AGENTCLI, "run", *run_args, "--yes", "wait"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ), text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.requests, "agentcli never asked the model"
+        time.sleep(1.0)  # the call is under way
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert gone(marker), processes_with(marker)

@@ -8,7 +8,11 @@ Ctrl-C and errors included.
 from __future__ import annotations
 
 import atexit
+import signal
+import sys
+import threading
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..config import McpServer
 from ..tools.base import Tool
@@ -25,10 +29,25 @@ def start_servers(servers: Mapping[str, McpServer]) -> McpManager:
     manager = McpManager(servers)
     if not _current:
         atexit.register(stop_servers)
+        _exit_on_sigterm()
     _current.append(manager)
     manager.start()
     manager.wait_ready()
     return manager
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM a normal exit (status 143), so the servers are stopped on the way
+    out; left alone if someone else handles SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    sys.stderr.write("agentcli: terminated\n")
+    sys.exit(128 + signum)
 
 
 def stop_servers() -> None:

@@ -241,6 +241,9 @@ async def list_tools(client: Any) -> list[Any]:
 
 
 def _start_error(state: ServerState, exc: BaseException) -> str:
+    cwd = state.config.cwd
+    if isinstance(exc, OSError) and cwd is not None and not Path(cwd).expanduser().is_dir():
+        return f"it cannot be started: its cwd {cwd!r} is not a directory"
     if isinstance(exc, FileNotFoundError) and state.config.command:
         return f"it cannot be started: the command {state.config.command!r} was not found"
     if "connection closed" in str(exc).lower() and state.config.command:
