@@ -83,9 +83,12 @@ class Agent:
 
     def _loop(self, conv: Conversation, tool_choice: Any, use_tools: bool) -> TurnResult:
         result = TurnResult(model=self.provider.model)
+        self.registry.refresh()
         schemas = self.registry.schemas(strict=self.strict) if use_tools and len(self.registry) else []
         choice = tool_choice if schemas else None
         for step in range(1, self.limits.max_steps + 1):
+            if step > 1 and use_tools and self.registry.refresh():  # a tool list changed
+                schemas = self.registry.schemas(strict=self.strict)
             reply = self._ask_model(conv, schemas, choice)
             result.steps, result.model = step, reply.model or result.model
             result.usage.add(reply.usage)

@@ -214,6 +214,21 @@ def chat(session_id: Annotated[Optional[str], typer.Argument(metavar="ID", help=
     raise typer.Exit(chat_command(opts))
 
 
+mcp_app = typer.Typer(no_args_is_help=True, help="MCP servers whose tools agentcli offers.")
+app.add_typer(mcp_app, name="mcp")
+
+
+@mcp_app.command("list")
+def mcp_list(as_json: JsonFlag = False, config: ConfigFile = None, profile: Profile = None,
+             verbose: Verbose = False) -> None:
+    """Each configured MCP server: transport, status, tool count, start time and log path."""
+    from .commands.common import CommonOptions
+    from .commands.mcp_cmd import list_servers
+
+    raise typer.Exit(list_servers(CommonOptions(config=config, profile=profile, verbose=verbose),
+                                  as_json))
+
+
 sessions_app = typer.Typer(no_args_is_help=True, help="List, show, remove and export saved sessions.")
 app.add_typer(sessions_app, name="sessions")
 SessionId = Annotated[str, typer.Argument(metavar="ID", help="Session id (see: agentcli sessions list).")]

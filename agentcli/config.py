@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from . import paths
 from .errors import ConfigError
@@ -131,6 +132,83 @@ class HttpSettings(_Strict):
     max_bytes: int = Field(default=1_000_000, strict=True, gt=0, le=1_000_000_000)
 
 
+SERVER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+
+
+class McpServer(_Strict):
+    """One MCP server (``[mcp.servers.NAME]``): a command to start (stdio) or a URL."""
+
+    command: str | None = Field(default=None, min_length=1)
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = {}
+    enabled: bool = True
+    startup_timeout: float = _seconds(30.0)
+    tool_timeout: float = _seconds(60.0)
+    include: list[str] | None = None
+    exclude: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either 'command' (a program to start) or 'url' "
+                             "(a streamable HTTP server), not both or neither")
+        if self.url is not None and (self.args or self.env or self.cwd is not None):
+            raise ValueError("'args', 'env' and 'cwd' are for a server started with 'command', "
+                             "not one reached at 'url'")
+        if self.command is not None and self.headers:
+            raise ValueError("'headers' are for a server reached at 'url'")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if urllib.parse.urlsplit(value.strip()).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        if has_userinfo(value):
+            raise ValueError("a user name or password in the URL (user:pass@host) is not "
+                             "allowed; put it in a header with ${VAR}")
+        return value
+
+    @field_validator("env", "headers")
+    @classmethod
+    def _references(cls, value: dict[str, str]) -> dict[str, str]:
+        for text in value.values():
+            for name in _REFERENCE.findall(text):
+                if not _VARIABLE.fullmatch(name):
+                    raise ValueError(f"${{{name}}}: {NOT_A_VARIABLE}")
+        return value
+
+
+class McpSettings(_Strict):
+    servers: dict[str, McpServer] = {}
+
+    @field_validator("servers")
+    @classmethod
+    def _names(cls, value: dict[str, McpServer]) -> dict[str, McpServer]:
+        for name in value:
+            if not SERVER_NAME.fullmatch(name):
+                raise ValueError(f"server name {name!r}: use 1-64 letters, digits, '_' or '-'")
+        return value
+
+
+def expand(text: str, env: Mapping[str, str] | None = None) -> str:
+    """``${VAR}`` replaced from the environment; ConfigError naming a variable not set."""
+    env = os.environ if env is None else env
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(f"the environment variable {name} is not set (used as ${{{name}}})")
+        return env[name]
+    return _REFERENCE.sub(value, text)
+
+
 class Settings(ModelParams):
     """The validated, effective configuration."""
 
@@ -144,6 +222,7 @@ class Settings(ModelParams):
     tools: ToolSettings = ToolSettings()
     http: HttpSettings = HttpSettings()
     hooks: HookSettings = HookSettings()
+    mcp: McpSettings = McpSettings()
     profiles: dict[str, ModelParams] = {}
 
     def api_key(self, env: Mapping[str, str] | None = None) -> str | None:
@@ -242,8 +321,9 @@ def _merge_into(dst: dict[str, Any], src: dict[str, Any], source: str,
                 sources: dict[str, str], prefix: str) -> None:
     for key, value in src.items():
         dotted = f"{prefix}{key}"
-        table_key = (key in ("tools", "http", "policy", "profiles", "limits")
-                     or prefix.startswith(("profiles.", "tools.limits.")))
+        table_key = (key in ("tools", "http", "policy", "profiles", "limits", "mcp")
+                     or prefix.startswith(("profiles.", "tools.limits."))
+                     or dotted == "mcp.servers")
         if isinstance(value, dict) and table_key and isinstance(dst.get(key), dict):
             _merge_into(dst[key], value, source, sources, dotted + ".")
         else:

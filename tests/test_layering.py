@@ -80,3 +80,12 @@ def test_an_http_tool_call_loads_one_http_stack():
     modules = loaded_after(code)
     assert "httpcore2" in modules
     assert roots(modules, ("httpx", "httpcore")) == set()
+
+
+def test_the_mcp_sdk_loads_only_when_a_server_is_configured(home):
+    for argv in (["tools", "list"], ["mcp", "list"], ["mcp", "--help"]):
+        assert roots(after_cli(*argv), ("mcp", "agentcli.mcp")) == set(), argv
+    config = home / "config" / "agentcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('[mcp.servers.x]\ncommand = "no-such-mcp-command"\n')
+    assert "mcp" in after_cli("tools", "list")

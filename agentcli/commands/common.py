@@ -108,9 +108,23 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
         load_dir(directory, report, timeout=settings.tools.timeout)
     registry.extend(report.tools)
     registry.hooks = hooks_from_config(settings.hooks) + report.hooks
+    add_mcp_tools(settings, registry, console)
     for line in [str(e) for e in report.errors] + report.output + registry.warnings:
         console.print(f"agentcli: {visible(line)}")
     return registry
+
+
+def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console) -> None:
+    """The tools of the configured MCP servers (started here, stopped at exit).
+
+    The ``mcp`` SDK is imported only when a server is enabled.
+    """
+    servers = {name: cfg for name, cfg in settings.mcp.servers.items() if cfg.enabled}
+    if not servers:
+        return
+    from ..mcp.lifecycle import add_tools
+
+    add_tools(registry, servers, lambda line: console.print(f"agentcli: {visible(line)}"))
 
 
 def tool_choice(value: str | None, registry: ToolRegistry) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import ToolNotFound
@@ -18,6 +18,9 @@ class ToolRegistry:
         self.warnings: list[str] = []
         #: Hooks around every call (``agentcli.hooks.Hook``), commands and plugin functions.
         self.hooks: list[Any] = []
+        #: Called by ``refresh``: each updates the tools of a source whose list
+        #: changed (an MCP server's ``tools/list_changed``) and says if it did.
+        self.refreshers: list[Callable[[ToolRegistry], bool]] = []
 
     def register(self, tool: Tool) -> None:
         """Add a tool; a plugin can replace a less local plugin but never a built-in."""
@@ -34,6 +37,15 @@ class ToolRegistry:
     def extend(self, tools: Iterable[Tool]) -> None:
         for t in tools:
             self.register(t)
+
+    def remove_source(self, source: str) -> None:
+        """Drop every tool that came from ``source``."""
+        for name in [n for n, t in self._tools.items() if t.source == source]:
+            del self._tools[name]
+
+    def refresh(self) -> bool:
+        """Let sources whose tools changed update them; True if any did."""
+        return any([refresh(self) for refresh in self.refreshers])
 
     def get(self, name: str) -> Tool:
         try:

@@ -339,9 +339,10 @@ def _run_one(job: Job) -> Outcome:
 
 
 def _outcome(future: Future[Any], max_output: int) -> Outcome:
+    """The job's outcome with its text capped: an error message can be as long as any
+    output (an exception's text, an MCP server's error result)."""
     outcome: Outcome = future.result()
-    if outcome.status == "ok":
-        outcome.result = cap(outcome.result, max_output)
+    outcome.result = cap(outcome.result, max_output)
     return outcome
 
 
