@@ -136,3 +136,16 @@ def test_a_long_error_from_a_server_is_capped_like_any_output(cli, home, server,
     answer = tool_messages(server.requests[1].body)["big"]
     assert answer.startswith("error: cannot do that: xxx")
     assert len(answer) < 1200 and "output truncated" in answer
+
+
+def test_after_an_mcp_result_only_read_only_tools_run_unasked(cli, home, server, run_args,
+                                                             mcp_http):
+    # an MCP result is outside text; a tool the server does not mark read-only then asks again
+    http_config(home, mcp_http, '[tools.policy]\nweb__echo = "auto"\nweb__add = "auto"\n')
+    server.enqueue(tool_calls(Call("web__echo", {"text": "hi"}, id="c1")),
+                   tool_calls(Call("web__echo", {"text": "again"}, id="c2"),
+                              Call("web__add", {"a": 1, "b": 2}, id="c3")), text("done"))
+    result = cli("run", *run_args, "--json", "go")
+    assert result.code == 0, result.stderr
+    status = {c["id"]: c["status"] for c in json.loads(result.stdout)["tool_calls"]}
+    assert status == {"c1": "ok", "c2": "denied", "c3": "ok"}

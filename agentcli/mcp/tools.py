@@ -61,12 +61,18 @@ def _tool(manager: McpManager, state: ServerState, spec: Any,
     try:
         made = Tool(_caller(manager, state, spec.name), name=tool_name(state.name, spec.name),
                     description=" ".join((spec.description or "").split()),
-                    parameters=schema, timeout=state.config.tool_timeout)
+                    parameters=schema, timeout=state.config.tool_timeout,
+                    side_effects=not _read_only(spec), untrusted_output=True)
     except ValueError as exc:
         warnings.append(f"MCP server {state.name}: tool {spec.name!r} skipped: {exc}")
         return None
     made.source = f"mcp:{state.name}"
     return made
+
+
+def _read_only(spec: Any) -> bool:
+    """Whether the server marks the tool read-only (``annotations.readOnlyHint``)."""
+    return bool(getattr(getattr(spec, "annotations", None), "read_only_hint", False))
 
 
 def _caller(manager: McpManager, state: ServerState, name: str) -> Callable[..., str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
 from _serve import serve
@@ -23,7 +24,7 @@ def echo(text: str) -> str:
     return f"echo: {text}"
 
 
-@server.tool()
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
 def add(a: int, b: int) -> Sum:
     """Add two integers."""
     return Sum(total=a + b)
