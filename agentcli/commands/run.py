@@ -57,6 +57,7 @@ class _Output:
         self.ends_with_newline = True
         self.shown = False  # some answer text is on stdout
         self.terminal = sys.stdout.isatty()
+        self.known: dict[str, object] = {}  # --json fields known so far, for an error
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TextDelta) and not self.opts.json and event.text:
@@ -81,6 +82,8 @@ class _Output:
         its message says the text above is incomplete."""
         try:
             yield
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
         except MaxStepsReached:
             raise
         except AgentCLIError as exc:
@@ -95,11 +98,18 @@ class _Output:
             sys.stdout.flush()
             self.ends_with_newline = True
 
+    def failed(self, exc: AgentCLIError) -> None:
+        """``--json``: one object with the fields known so far and the error."""
+        error = {"message": str(exc), "exit_code": exc.exit_code}
+        self._print_json({**self.known, "error": error})
+
+    def _print_json(self, data: dict[str, object]) -> None:
+        print(json_visible(data, indent=None) if self.terminal
+              else json.dumps(data, ensure_ascii=False), flush=True)
+
     def finish(self, result: TurnResult, session_id: str | None) -> None:
         if self.opts.json:
-            data = _json(result, session_id)
-            print(json_visible(data, indent=None) if self.terminal
-                  else json.dumps(data, ensure_ascii=False))
+            self._print_json(_json(result, session_id))
         else:
             self._end_line()
         if result.finish_reason == "length":
@@ -116,7 +126,8 @@ def _json(result: TurnResult, session_id: str | None) -> dict[str, object]:
 def run_command(opts: RunOptions) -> int:
     console = stderr(opts)
     output = _Output(opts, console)
-    with reported(verbose=opts.verbose) as code, output.failing():
+    on_error = output.failed if opts.json else None
+    with reported(verbose=opts.verbose, on_error=on_error) as code, output.failing():
         code[0] = _run(opts, console, output)
     return code[0]
 
@@ -127,10 +138,12 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
     settings = loaded.settings
     api_key = settings.api_key()
     notice = output.notice
-    settings = resolve(settings, api_key, notice)
-    registry = build_registry(settings, opts, console)
     store = SessionStore(secrets=[api_key] if api_key else [])
-    conv = _conversation(opts, settings, store)
+    saved_conv = store.load(opts.session) if opts.session else None  # before any request
+    settings = resolve(settings, api_key, notice)
+    output.known["model"] = settings.model
+    registry = build_registry(settings, opts, console)
+    conv = _conversation(opts, settings, saved_conv)
     approve = choose_approver(yes=opts.yes, can_ask=stdin_is_terminal() and opts.query != "-")
     agent = build_agent(settings, registry, approve=approve, on_event=output, notice=notice,
                         stream=not opts.no_stream, verbose=opts.verbose)
@@ -139,22 +152,25 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
     try:
         result = agent.run_turn(conv, query, tool_choice=tool_choice(opts.tool_choice, registry))
     except MaxStepsReached as exc:
-        output.finish(exc.result, _save(store, conv, console) if saving else None)  # type: ignore[attr-defined]
+        saved = _save(store, conv, console) if saving else None
+        output.known = _json(exc.result, saved)  # type: ignore[attr-defined]
+        if not opts.json:
+            output.finish(exc.result, saved)  # type: ignore[attr-defined]
         raise
     except BaseException as exc:
         if isinstance(exc, Interrupted):
             conv.repair("cancelled: the user interrupted the run")
         if saving:
-            _save(store, conv, console)
+            output.known["session_id"] = _save(store, conv, console)
         raise
     saved = _save(store, conv, console) if saving else None
     output.finish(result, saved)
     return 1 if saving and saved != wanted else 0
 
 
-def _conversation(opts: RunOptions, settings: Settings, store: SessionStore) -> Conversation:
+def _conversation(opts: RunOptions, settings: Settings, saved: Conversation | None) -> Conversation:
     """The saved session to continue, or a new conversation; with the system prompt."""
-    conv = store.load(opts.session) if opts.session else Conversation(model=settings.model)
+    conv = saved or Conversation(model=settings.model)
     if settings.system and (opts.system or not opts.session):
         conv.set_system(settings.system)
     return conv

@@ -16,14 +16,17 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
         self.policies: dict[str, Policy] = dict(policies or {})
         self.warnings: list[str] = []
+        self.skipped: list[str] = []  # plugin tools refused (also in warnings)
 
     def register(self, tool: Tool) -> None:
         """Add a tool; a plugin can replace a less local plugin but never a built-in."""
         old = self._tools.get(tool.name)
         if old is not None:
             if old.source == "builtin":
-                self.warnings.append(f"{tool.source}: tool '{tool.name}' is built in and cannot be "
-                                     "replaced by a plugin; the plugin's tool was skipped")
+                message = (f"{tool.source}: tool '{tool.name}' is built in and cannot be "
+                           "replaced by a plugin; the plugin's tool was skipped (rename it)")
+                self.warnings.append(message)
+                self.skipped.append(message)
                 return
             self.warnings.append(f"tool '{tool.name}' is defined in {old.source} and {tool.source}; "
                                  f"using {tool.source}")
