@@ -75,8 +75,10 @@ def first_notice(directory: Path, kind: str) -> bool:
         seen = json.loads(file.read_text(encoding="utf-8")).get("seen", [])
     except (OSError, ValueError, AttributeError):
         seen = []
-    if not isinstance(seen, list) or key in seen:
-        return not isinstance(seen, list)
+    if not isinstance(seen, list):
+        return True
+    if key in seen:
+        return False
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")

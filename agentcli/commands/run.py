@@ -170,7 +170,7 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
 
 def _conversation(opts: RunOptions, settings: Settings, saved: Conversation | None) -> Conversation:
     """The saved session to continue, or a new conversation; with the system prompt."""
-    conv = saved or Conversation(model=settings.model)
+    conv = saved if saved is not None else Conversation(model=settings.model)
     if settings.system and (opts.system or not opts.session):
         conv.set_system(settings.system)
     return conv
