@@ -187,3 +187,11 @@ def test_tools_check_reports_a_plugin_that_takes_a_built_in_name(cli, tmp_path: 
     assert result.code == 1
     assert "tool 'calculator' is built in" in result.stdout
     assert "1 problem(s)" in result.stderr and "0 tool(s)" in result.stderr
+
+
+def test_redacting_long_texts_takes_linear_time():
+    from agentcli.audit import redact
+    started = time.monotonic()
+    for text in ("w" * 200_000, "password" * 25_000, "token:" + " " * 100_000):
+        redact({"text": text})
+    assert time.monotonic() - started < 2

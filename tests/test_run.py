@@ -279,7 +279,8 @@ def test_a_dropped_stream_is_an_error_not_a_partial_answer(cli, server, run_args
     server.enqueue(cut(3, text("This answer will never be finished, sorry.")))
     result = cli("run", *run_args, "--json", "x")
     assert result.code == 1
-    assert result.stdout == ""
+    out = json.loads(result.stdout)  # only the error object: no partial answer
+    assert "answer" not in out and out["error"]["exit_code"] == 1
     assert "in the middle of the reply" in result.stderr
 
 
