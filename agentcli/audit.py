@@ -26,6 +26,11 @@ from .nesting import MAX_DEPTH
 
 SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api[-_]?key|auth|authorization|cookie|"
                         r"credential|private[-_]?key|session[-_]?id)", re.I)
+SECRET_PAIR = re.compile(SECRET_KEY.pattern + r"(?P<rest>[\w.-]{0,40}?)(?P<sep>\s{0,8}[=:]\s{0,8})"
+                         r"(?:bearer\s{1,8}|basic\s{1,8})?(?:\"[^\"]*\"|'[^']*'|[^\s&;,]+)", re.I)
+"""``password=hunter2``, ``token: abc``, ``Authorization: Bearer x`` inside a text.
+
+Every repeat is bounded or anchored on a keyword, so a long text takes linear time."""
 REDACTED = "[redacted]"
 TOO_DEEP = "[nested too deeply]"
 
@@ -49,6 +54,7 @@ def _redact(value: Any, secrets: list[str], depth: int) -> Any:
     if isinstance(value, str):
         for secret in secrets:
             value = value.replace(secret, REDACTED)
+        value = SECRET_PAIR.sub(lambda m: f"{m[1]}{m['rest']}{m['sep']}{REDACTED}", value)
     return value
 
 
@@ -161,7 +167,10 @@ def read(path: Path) -> list[dict[str, Any]]:
 class ToolStats:
     tool: str
     calls: int = 0
+    """Calls that ran; denied and cancelled ones are counted apart."""
     failures: int = 0
+    denied: int = 0
+    cancelled: int = 0
     durations: list[int] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -181,6 +190,7 @@ class ToolStats:
 
     def as_json(self) -> dict[str, Any]:
         return {"tool": self.tool, "calls": self.calls, "failures": self.failures,
+                "denied": self.denied, "cancelled": self.cancelled,
                 "failure_rate": round(self.failure_rate, 4), "mean_ms": round(self.mean_ms, 1),
                 "p95_ms": round(self.p95_ms, 1), "common_errors": self.errors.most_common(3)}
 
@@ -190,13 +200,24 @@ def stats(entries: Iterable[dict[str, Any]]) -> list[ToolStats]:
     table: dict[str, ToolStats] = {}
     for entry in entries:
         row = table.setdefault(entry["tool"], ToolStats(entry["tool"]))
+        status = entry.get("status")
+        if status in ("denied", "cancelled"):
+            setattr(row, status, getattr(row, status) + 1)
+            continue
         row.calls += 1
-        if entry.get("status") in ("error", "timeout"):
+        if status in ("error", "timeout"):
             row.failures += 1
-            row.errors[_error_kind(entry.get("error", entry.get("status", "")))] += 1
-        if entry.get("status") not in ("denied", "cancelled"):
-            row.durations.append(int(entry.get("duration_ms") or 0))
-    return sorted(table.values(), key=lambda r: (-r.calls, r.tool))
+            row.errors[_error_kind(entry.get("error", status or ""))] += 1
+        row.durations.append(_duration(entry))
+    return sorted(table.values(), key=lambda r: (-(r.calls + r.denied + r.cancelled), r.tool))
+
+
+def _duration(entry: dict[str, Any]) -> int:
+    """The entry's duration in ms (0 when missing or not a number)."""
+    try:
+        return int(entry.get("duration_ms") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _error_kind(text: str) -> str:

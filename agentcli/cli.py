@@ -53,7 +53,7 @@ def run(query: Annotated[Optional[str], typer.Argument(metavar="QUERY", help="Th
         config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
         yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
         system: System = None, verbose: Verbose = False, quiet: Quiet = False,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (with an \"error\" field when the run fails).")] = False,
         no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask for the whole reply at once.")] = False,
         session: Annotated[Optional[str], typer.Option("--session", metavar="ID", help="Continue a saved session.")] = None,
         save: Annotated[bool, typer.Option("--save", help="Save the conversation.")] = False,

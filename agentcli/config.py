@@ -37,6 +37,8 @@ KEY_PASTED = ("this looks like a key itself; put the key in an environment varia
               "name the variable here (such as OPENAI_API_KEY)")
 USERINFO = ("a user name or password in the URL (user:pass@host) is not allowed; put the "
             "key in an environment variable and name it with api_key_env")
+NO_SCHEME = ("must start with http:// or https:// (such as http://127.0.0.1:11434/v1 "
+             "or https://api.openai.com/v1)")
 UNSHOWN = ("api_key_env", "base_url")
 """Keys whose rejected value is never repeated in a message: it may be a secret."""
 
@@ -45,6 +47,8 @@ DAY = 86_400.0
 """The longest time-out or cool-down, in seconds: a longer one is a typo (or ``inf``)."""
 TOKENS = 100_000_000
 """More tokens than any model has (max_tokens, context_window)."""
+DEFAULT_CONTEXT = 128_000
+"""The context window assumed when the configuration gives none, in tokens."""
 
 
 class _Strict(BaseModel):
@@ -59,7 +63,8 @@ def _seconds(default: float | None, *, low: float = 0.0, strict_low: bool = True
 
 
 class ModelParams(_Strict):
-    """What a profile may set: the provider and the parameters sent to the API."""
+    """What a profile may set: the provider, the parameters sent to the API, the
+    system prompt and the request limits (every top-level key but ``profile``)."""
 
     base_url: str | None = None
     model: str | None = None
@@ -73,6 +78,10 @@ class ModelParams(_Strict):
     parallel_tool_calls: bool | None = None
     context_window: int | None = Field(default=None, strict=True, gt=0, le=TOKENS)
     extra_body: dict[str, Any] | None = None
+    request_timeout: float | None = _seconds(None)
+    max_retries: int | None = Field(default=None, strict=True, ge=0, le=10)
+    max_steps: int | None = Field(default=None, strict=True, ge=1, le=10_000)
+    system: str | None = None
 
     @field_validator("api_key_env")
     @classmethod
@@ -86,6 +95,8 @@ class ModelParams(_Strict):
     def _no_userinfo(cls, value: str | None) -> str | None:
         if value is not None and has_userinfo(value):
             raise ValueError(USERINFO)
+        if value is not None and not re.match(r"https?://", value.strip(), re.I):
+            raise ValueError(NO_SCHEME)
         return value
 
 
@@ -215,10 +226,10 @@ class Settings(ModelParams):
     profile: str | None = None
     api_key_env: str | None = "OPENAI_API_KEY"
     api: Literal["chat", "responses"] | None = "chat"
+    context_window: int | None = Field(default=DEFAULT_CONTEXT, strict=True, gt=0, le=TOKENS)
     request_timeout: float = _seconds(120.0)
     max_retries: int = Field(default=2, strict=True, ge=0, le=10)
     max_steps: int = Field(default=10, strict=True, ge=1, le=10_000)
-    system: str | None = None
     tools: ToolSettings = ToolSettings()
     http: HttpSettings = HttpSettings()
     hooks: HookSettings = HookSettings()

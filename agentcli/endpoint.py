@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import httpx2
 
 from .config import Settings
-from .errors import ConfigError, ModelConnectionError
+from .errors import ConfigError, ModelConnectionError, ModelError
 
 #: Ollama, llama.cpp's llama-server, LM Studio, vLLM.
 LOCAL_PORTS = (11434, 8080, 1234, 8000)
@@ -20,15 +20,23 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 
 def list_models(base_url: str, api_key: str | None = None, *, timeout: float = 2.0) -> list[str]:
-    """Model ids from ``GET {base_url}/models``; raises ModelConnectionError."""
+    """Model ids from ``GET {base_url}/models``.
+
+    Raises ModelConnectionError when nothing answers there, and ModelError when
+    the server answers but gives no list.
+    """
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         with httpx2.Client(timeout=timeout, trust_env=False) as client:
             response = client.get(base_url.rstrip("/") + "/models", headers=headers)
             response.raise_for_status()
             data = response.json().get("data") or []
+    except (httpx2.TransportError, httpx2.InvalidURL) as exc:
+        raise ModelConnectionError(
+            f"cannot reach the model server at {base_url} ({type(exc).__name__}): check that "
+            "it is running and that the URL and port are right") from None
     except (httpx2.HTTPError, ValueError, AttributeError) as exc:
-        raise ModelConnectionError(f"cannot list models at {base_url}: {type(exc).__name__}") from None
+        raise ModelError(f"cannot list models at {base_url}: {type(exc).__name__}") from None
     return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
 
 
@@ -39,7 +47,7 @@ def discover(ports: Sequence[int] = LOCAL_PORTS, host: str = "127.0.0.1",
         base_url = f"http://{host}:{port}/v1"
         try:
             return base_url, list_models(base_url, timeout=timeout)
-        except ModelConnectionError:
+        except ModelError:
             continue
     return None
 
@@ -67,6 +75,8 @@ def resolve(settings: Settings, api_key: str | None, notice: Callable[[str], Non
     try:
         models = list_models(settings.base_url, api_key)
     except ModelConnectionError:
+        raise
+    except ModelError:
         models = []
     if not models:
         raise ConfigError(f"no model given and {settings.base_url} lists none: pass -m/--model")

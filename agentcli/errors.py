@@ -107,6 +107,12 @@ class SessionError(AgentCLIError):
     """A saved session is missing, corrupt or cannot be written."""
 
 
+class NoSuchSession(SessionError):
+    """The session named on the command line does not exist: a usage error."""
+
+    exit_code = 2
+
+
 class ContextTooLarge(AgentCLIError):
     """Even shortened, the request would not fit the model's context window."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .audit import AuditLog
-from .config import ToolSettings
+from .config import DEFAULT_CONTEXT, ToolSettings
 from .conversation import Conversation
 from .errors import Interrupted, InvalidArguments, ToolError
 from .events import ApprovalRequest, Approver, Decision, Event, ToolFinished, ToolRecord
@@ -32,9 +32,6 @@ CANCELLED = "cancelled: the user interrupted the turn before this call finished"
 NOT_RUN = "cancelled by the user: the turn was stopped before this call ran"
 EDITED = "the user edited the arguments before running: "
 UNATTENDED = "denied: no one was there to approve it"
-
-
-DEFAULT_CONTEXT = 128_000
 
 
 @dataclass

@@ -40,3 +40,13 @@ def audit_log() -> Path:
 
 def trust_file() -> Path:
     return config_dir() / "trusted.json"
+
+
+def history_file() -> Path:
+    """The input history of ``agentcli chat``."""
+    return data_dir() / "history"
+
+
+def notices_file() -> Path:
+    """Which one-time notices were already given (see ``trust.first_notice``)."""
+    return state_dir() / "notices.json"

@@ -48,7 +48,19 @@ def to_tool_choice(choice: Any) -> Any:
     return choice
 
 
+UNSENT = ("seed",)
+"""Settings the Responses API has no parameter for: when set, they are left out."""
+
+
 class ResponsesProvider(ChatProvider):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As ChatProvider; warns once about each set key that cannot be sent."""
+        super().__init__(*args, **kwargs)
+        unsent = [key for key in UNSENT if getattr(self.settings, key) is not None]
+        if unsent:
+            self._notice(f"warning: {', '.join(unsent)} cannot be sent with api = \"responses\" "
+                         "and is ignored (use api = \"chat\" to send it)")
+
     def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                  tool_choice: Any, stream: bool) -> dict[str, Any]:
         s = self.settings

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from . import paths
 from .conversation import SCHEMA_VERSION, Conversation
-from .errors import SessionError
+from .errors import NoSuchSession, SessionError
 from .messages import Message
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -149,7 +149,7 @@ class SessionStore:
         except (OSError, UnicodeDecodeError) as exc:
             raise self._corrupt(session_id, file, getattr(exc, "strerror", None) or str(exc)) from None
         if text is None:
-            raise SessionError(f"no saved session '{session_id}' (see: agentcli sessions list)")
+            raise NoSuchSession(f"no saved session '{session_id}' (see: agentcli sessions list)")
         conv = self._parse(session_id, file, text)
         conv.id = session_id
         conv.repair()
@@ -319,7 +319,7 @@ class SessionStore:
         try:
             file.unlink()
         except FileNotFoundError:
-            raise SessionError(f"no saved session '{session_id}'") from None
+            raise NoSuchSession(f"no saved session '{session_id}'") from None
         lock_path(self.directory, session_id).unlink(missing_ok=True)
 
 

@@ -61,3 +61,29 @@ def revoke(directory: Path) -> bool:
 
 def trusted_dirs() -> list[str]:
     return sorted(_read())
+
+
+def first_notice(directory: Path, kind: str) -> bool:
+    """True the first time notice ``kind`` is due for ``directory``; later False.
+
+    What was said is remembered in the state directory; if that cannot be read
+    or written, the notice is given every time rather than never.
+    """
+    file = paths.notices_file()
+    key = f"{kind}:{directory.resolve()}"
+    try:
+        seen = json.loads(file.read_text(encoding="utf-8")).get("seen", [])
+    except (OSError, ValueError, AttributeError):
+        seen = []
+    if not isinstance(seen, list):
+        return True
+    if key in seen:
+        return False
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"seen": seen + [key]}, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, file)
+    except OSError:
+        pass
+    return True

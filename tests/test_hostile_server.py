@@ -210,5 +210,6 @@ def test_a_stream_cut_mid_answer_leaves_an_ended_line_and_says_it_is_incomplete(
     assert "in the middle of the reply" in result.stderr
     assert "the text above is incomplete" in result.stderr and "discarded" not in result.stderr
     as_json = cli("run", *run_args, "--no-tools", "--json", "x")
-    assert as_json.code == 1 and as_json.stdout == ""  # never claimed as a complete answer
+    out = json.loads(as_json.stdout)  # the error object, never claimed as a complete answer
+    assert as_json.code == 1 and "answer" not in out and out["error"]["exit_code"] == 1
     assert "text above" not in as_json.stderr

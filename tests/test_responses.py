@@ -104,3 +104,16 @@ def test_failed_response_is_an_error(cli, server, responses_args):
     server.enqueue(raw_sse(sse({"type": "response.failed", "response": failed})))
     result = cli("run", *responses_args, "x")
     assert result.code == 1 and "the model crashed" in result.stderr
+
+
+def test_a_key_that_cannot_be_sent_is_warned_about_once(cli, server, run_args, tmp_path):
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('api = "responses"\nseed = 7\nmax_tokens = 50\n')
+    server.enqueue(raw_sse(call_stream("calculator", '{"expression": "6*7"}')),
+                   raw_sse(text_stream("42")))
+    result = cli("run", *run_args, "--config", str(cfg), "-y", "x")
+    assert result.code == 0, result.stderr
+    assert result.stderr.count("seed cannot be sent") == 1
+    bodies = [r.body for r in server.requests]
+    assert len(bodies) == 2
+    assert all("seed" not in b and b["max_output_tokens"] == 50 for b in bodies)

@@ -279,7 +279,8 @@ def test_a_dropped_stream_is_an_error_not_a_partial_answer(cli, server, run_args
     server.enqueue(cut(3, text("This answer will never be finished, sorry.")))
     result = cli("run", *run_args, "--json", "x")
     assert result.code == 1
-    assert result.stdout == ""
+    out = json.loads(result.stdout)  # only the error object: no partial answer
+    assert "answer" not in out and out["error"]["exit_code"] == 1
     assert "in the middle of the reply" in result.stderr
 
 
@@ -348,7 +349,7 @@ def test_save_then_continue_a_session(cli, server, run_args, home):
 
 def test_unknown_session_is_an_error(cli, server, run_args):
     result = cli("run", *run_args, "--session", "nope", "x")
-    assert result.code == 1 and "no saved session 'nope'" in result.stderr
+    assert result.code == 2 and "no saved session 'nope'" in result.stderr
 
 
 def test_corrupt_session_is_reported_and_left_untouched(cli, server, run_args, home):
@@ -395,7 +396,7 @@ def test_quiet_hides_tool_lines_but_not_errors(cli, server, run_args):
     result = cli("run", *run_args, "-q", "-y", "x")
     assert (result.code, result.stdout, result.stderr) == (0, "2\n", "")
     result = cli("run", *run_args, "-q", "--session", "missing", "x")
-    assert result.code == 1 and "no saved session" in result.stderr
+    assert result.code == 2 and "no saved session" in result.stderr
 
 
 def test_a_long_saved_session_is_trimmed_by_whole_turns(cli, server, run_args, home, tmp_path):

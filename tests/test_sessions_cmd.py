@@ -96,9 +96,9 @@ def test_rm_removes_the_file(cli, home):
 
 
 @pytest.mark.parametrize("command", [["show"], ["rm"], ["export"]])
-def test_an_unknown_id_is_one_line_and_exit_1(cli, home, command):
+def test_an_unknown_id_is_one_line_and_exit_2(cli, home, command):
     result = cli("sessions", *command, "nope")
-    assert result.code == 1
+    assert result.code == 2
     assert result.stderr.strip().count("\n") == 0 and "no saved session 'nope'" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -65,7 +65,7 @@ def test_show_prints_the_schema_sent_and_its_size(cli, tmp_path, server, run_arg
 
 def test_show_unknown_tool(cli):
     result = cli("tools", "show", "nope")
-    assert result.code == 1 and "unknown tool 'nope'" in result.stderr
+    assert result.code == 2 and "unknown tool 'nope'" in result.stderr
 
 
 def test_call_with_key_value_and_json(cli, tmp_path):
@@ -138,7 +138,7 @@ def test_plugin_output_never_reaches_json_stdout(cli, server, run_args, tmp_path
 def test_no_tools_empties_every_tools_command(cli, tmp_path):
     d = plugins(tmp_path, shout=PLUGIN)
     assert json.loads(cli("tools", "list", "--json", "--no-tools", "--tools-dir", str(d)).stdout) == []
-    assert cli("tools", "show", "calculator", "--no-tools").code == 1
+    assert cli("tools", "show", "calculator", "--no-tools").code == 2
     assert "unknown tool" in cli("tools", "call", "calculator", "expression=1", "--no-tools").stderr
     checked = cli("tools", "check", "--no-tools", "--tools-dir", str(d))
     assert checked.code == 0 and "0 plugin file(s)" in checked.stderr

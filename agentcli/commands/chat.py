@@ -27,7 +27,7 @@ from ..agent import CANCELLED, no_answer_reason
 from ..config import Settings
 from ..conversation import Conversation, new_id
 from ..endpoint import resolve
-from ..errors import AgentCLIError, Interrupted, SessionError, UsageError
+from ..errors import AgentCLIError, Interrupted, NoSuchSession, SessionError, UsageError
 from ..events import Event, ToolFinished, ToolRecord
 from ..messages import Message, Usage
 from ..policy import Rules
@@ -171,7 +171,7 @@ class ChatSession:
             self._say_picked(session_id)
         file = self.store.path(session_id)
         if not (file.exists() or file.is_symlink()):
-            raise SessionError(f"no saved session '{session_id}' (see: agentcli sessions list)")
+            raise NoSuchSession(f"no saved session '{session_id}' (see: agentcli sessions list)")
         try:
             conv = self.store.load(session_id)
         except SessionError as exc:
@@ -225,7 +225,7 @@ class ChatSession:
         Between prompts the terminal does not echo and passes keys through
         untouched, so typeahead waits for the next prompt as typed.
         """
-        prompt = Prompt(paths.data_dir() / "history",
+        prompt = Prompt(paths.history_file(),
                         ChatCompleter(lambda: [t.name for t in self.agent.registry.all()],
                                       self.session_ids), self.toolbar)
         commands = SlashCommands(self)

@@ -53,8 +53,12 @@ class CommonOptions:
 
 
 @contextmanager
-def reported(*, verbose: bool) -> Iterator[list[int]]:
-    """Turn an AgentCLIError into one line on stderr; yields a cell for the exit code."""
+def reported(*, verbose: bool,
+             on_error: Callable[[AgentCLIError], None] | None = None) -> Iterator[list[int]]:
+    """Turn an AgentCLIError into one line on stderr; yields a cell for the exit code.
+
+    ``on_error`` is then called with the error (``run --json`` prints it on stdout).
+    """
     console = stderr_console()
     code = [0]
     try:
@@ -64,6 +68,8 @@ def reported(*, verbose: bool) -> Iterator[list[int]]:
             console.print(visible(traceback.format_exc(), keep_newlines=True))
         console.print(f"agentcli: error: {visible(str(exc))}")
         code[0] = exc.exit_code
+        if on_error is not None:
+            on_error(exc)
 
 
 def load_settings(opts: CommonOptions, console: Console, *, cwd: Path | None = None) -> Loaded:
@@ -71,28 +77,38 @@ def load_settings(opts: CommonOptions, console: Console, *, cwd: Path | None = N
     trusted = trust.is_trusted(cwd)
     if not trusted:
         local = untrusted_local_config(cwd)
-        if local is not None:
+        if local is not None and trust.first_notice(cwd, "config"):
             console.print(f"agentcli: ignoring {local}: this directory is not trusted "
-                          "(run 'agentcli trust' to use it)")
+                          "(run 'agentcli trust' to use it; this is said once)")
     return load(config_file=opts.config, profile=opts.profile, flags=opts.flags(), cwd=cwd,
                 trusted=trusted)
 
 
 def tool_dirs(settings: Settings, opts: CommonOptions, console: Console,
               cwd: Path | None = None) -> list[Path]:
-    """Tools directories from least to most local: user, ./tools.d (trusted), config, flags."""
+    """Tools directories from least to most local: user, ./tools.d (trusted), config, flags.
+
+    An untrusted ./tools.d is mentioned once (ever), and not at all when it is
+    named explicitly (in ``tools.dirs`` or with ``--tools-dir``).
+    """
     cwd = cwd or Path.cwd()
+    named = [Path(d).expanduser() for d in settings.tools.dirs] + list(opts.tools_dirs)
     dirs = [paths.config_dir() / "tools.d"]
     local = cwd / "tools.d"
     if local.is_dir():
         if trust.is_trusted(cwd):
             dirs.append(local)
-        else:
-            console.print(f"agentcli: skipping {local}: this directory is not trusted "
-                          "(run 'agentcli trust' to load its plugins)")
-    dirs += [Path(d).expanduser() for d in settings.tools.dirs]
-    dirs += list(opts.tools_dirs)
-    return dirs
+        elif not _named(local, named) and trust.first_notice(cwd, "tools.d"):
+            console.print(f"agentcli: not loading the plugins in {local}: this directory is "
+                          "not trusted (run 'agentcli trust' or pass --tools-dir tools.d to "
+                          "load them; this is said once)")
+    return dirs + named
+
+
+def _named(directory: Path, named: list[Path]) -> bool:
+    """Whether ``directory`` is one of ``named`` (compared as resolved paths)."""
+    target = directory.resolve()
+    return any(d.resolve() == target for d in named)
 
 
 def build_registry(settings: Settings, opts: CommonOptions, console: Console,

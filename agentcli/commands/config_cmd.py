@@ -35,12 +35,23 @@ def _redact(key: str, value: Any) -> Any:
     return value
 
 
+COMPUTED = {
+    "model": "chosen when run: gpt-4o-mini on OpenAI, else the first model the server lists",
+    "base_url": "chosen when run: OpenAI if the API key is set, else the first local "
+                "server answering on 127.0.0.1 ports 11434, 8080, 1234, 8000",
+}
+"""Keys left unset whose effective value is worked out when a command runs."""
+
+
 def describe(settings: Settings, sources: dict[str, str]) -> list[str]:
     """``key = value  # source`` lines, secrets redacted, the API key only as set/unset."""
     lines = []
     for key, value in _flatten(settings.model_dump()).items():
         shown = json.dumps(_redact(key, value), ensure_ascii=False)
-        lines.append(f"{key} = {shown}  # {sources.get(key, 'default')}")
+        source = sources.get(key, "default")
+        if value is None and key in COMPUTED:
+            source = f"{source}; {COMPUTED[key]}"
+        lines.append(f"{key} = {shown}  # {source}")
     var = settings.api_key_env or "OPENAI_API_KEY"
     state = "set" if settings.api_key() else "not set"
     lines.append(f"api_key = [{state}]  # from ${var}, never shown")
@@ -61,7 +72,8 @@ def show_paths() -> int:
     env_file = os.environ.get("AGENTCLI_CONFIG")
     rows = [("user config", paths.user_config_file()), ("project config", Path.cwd() / "agentcli.toml"),
             ("user tools", paths.config_dir() / "tools.d"), ("sessions", paths.sessions_dir()),
-            ("audit log", paths.audit_log())]
+            ("audit log", paths.audit_log()), ("trusted dirs", paths.trust_file()),
+            ("chat history", paths.history_file())]
     if env_file:
         rows.insert(2, ("$AGENTCLI_CONFIG", Path(env_file)))
     for label, path in rows:

@@ -67,6 +67,7 @@ class _Output:
         self.terminal = sys.stdout.isatty()
         #: With --schema the answer is printed once checked, never streamed.
         self.streams = not opts.json and not opts.schema
+        self.known: dict[str, object] = {}  # --json fields known so far, for an error
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TextDelta) and self.streams and event.text:
@@ -91,6 +92,8 @@ class _Output:
         its message says the text above is incomplete."""
         try:
             yield
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
         except MaxStepsReached:
             raise
         except AgentCLIError as exc:
@@ -101,7 +104,7 @@ class _Output:
 
     def _print(self, obj: object) -> None:
         print(json_visible(obj, indent=None) if self.terminal
-              else json.dumps(obj, ensure_ascii=False))
+              else json.dumps(obj, ensure_ascii=False), flush=True)
 
     def _end_line(self) -> None:
         if not self.ends_with_newline:
@@ -109,16 +112,17 @@ class _Output:
             sys.stdout.flush()
             self.ends_with_newline = True
 
-    def finish(self, result: TurnResult, session_id: str | None, data: object = None,
-               error: AgentCLIError | None = None) -> None:
+    def failed(self, exc: AgentCLIError) -> None:
+        """``--json``: one object with the fields known so far and the error."""
+        self._print({**self.known, "error": {"message": str(exc), "exit_code": exc.exit_code}})
+
+    def finish(self, result: TurnResult, session_id: str | None, data: object = None) -> None:
         if self.opts.json:
             obj = _json(result, session_id)
             if self.opts.schema:
                 obj["data"] = data
-            if error is not None:
-                obj["error"] = {"message": str(error), "exit_code": error.exit_code}
             self._print(obj)
-        elif self.opts.schema and error is None:
+        elif self.opts.schema:
             self._print(data)
         else:
             self._end_line()
@@ -136,7 +140,8 @@ def _json(result: TurnResult, session_id: str | None) -> dict[str, object]:
 def run_command(opts: RunOptions) -> int:
     console = stderr(opts)
     output = _Output(opts, console)
-    with reported(verbose=opts.verbose) as code, output.failing():
+    on_error = output.failed if opts.json else None
+    with reported(verbose=opts.verbose, on_error=on_error) as code, output.failing():
         code[0] = _run(opts, console, output)
     return code[0]
 
@@ -148,10 +153,12 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
     settings = loaded.settings
     api_key = settings.api_key()
     notice = output.notice
-    settings = resolve(settings, api_key, notice)
-    registry = build_registry(settings, opts, console)
     store = SessionStore(secrets=[api_key] if api_key else [])
-    conv = _conversation(opts, settings, store)
+    saved_conv = store.load(opts.session) if opts.session else None  # before any request
+    settings = resolve(settings, api_key, notice)
+    output.known["model"] = settings.model
+    registry = build_registry(settings, opts, console)
+    conv = _conversation(opts, settings, saved_conv)
     approve = choose_approver(yes=opts.yes and opts.policy is None,
                               can_ask=stdin_is_terminal() and opts.query != "-")
     agent = build_agent(settings, registry, approve=approve, on_event=output, notice=notice,
@@ -166,15 +173,18 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
     try:
         result, data = _turn(agent, conv, query, choice, schema)
     except (MaxStepsReached, SchemaMismatch) as exc:
-        error = exc if isinstance(exc, SchemaMismatch) else None
-        output.finish(exc.result, _save(store, conv, console) if saving else None,  # type: ignore[attr-defined]
-                      error=error)
+        saved = _save(store, conv, console) if saving else None
+        output.known = _json(exc.result, saved)  # type: ignore[attr-defined]
+        if opts.schema:
+            output.known["data"] = None
+        if not opts.json and not opts.schema and isinstance(exc, MaxStepsReached):
+            output.finish(exc.result, saved)  # type: ignore[attr-defined]
         raise
     except BaseException as exc:
         if isinstance(exc, Interrupted):
             conv.repair("cancelled: the user interrupted the run")
         if saving:
-            _save(store, conv, console)
+            output.known["session_id"] = _save(store, conv, console)
         raise
     saved = _save(store, conv, console) if saving else None
     output.finish(result, saved, data)
@@ -190,9 +200,9 @@ def _turn(agent: Agent, conv: Conversation, query: str, choice: object,
     return schema_answer(agent, conv, query, schema, tool_choice=choice)
 
 
-def _conversation(opts: RunOptions, settings: Settings, store: SessionStore) -> Conversation:
+def _conversation(opts: RunOptions, settings: Settings, saved: Conversation | None) -> Conversation:
     """The saved session to continue, or a new conversation; with the system prompt."""
-    conv = store.load(opts.session) if opts.session else Conversation(model=settings.model)
+    conv = saved if saved is not None else Conversation(model=settings.model)
     if settings.system and (opts.system or not opts.session):
         conv.set_system(settings.system)
     return conv

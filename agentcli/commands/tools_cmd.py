@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import audit, paths
 from ..conversation import Conversation
-from ..errors import UsageError
+from ..errors import ToolNotFound, UsageError
 from ..executor import Limits, ToolExecutor
 from ..messages import ToolCall
 from ..tools.base import Tool
+from ..tools.builtins import builtin_tools
+from ..tools.http import http_tools
 from ..tools.loader import LoadReport, load_dir, plugin_files
 from ..tools.registry import ToolRegistry
 from ..ui.render import for_output, plugin_output, stats_text
@@ -33,6 +35,14 @@ def _registry(opts: CommonOptions, console: Console) -> tuple[Any, ToolRegistry]
 
 def _rules(opts: CommonOptions, console: Console) -> Rules:
     return load_rules(opts, load_settings(opts, console))
+
+
+def _named(registry: ToolRegistry, name: str) -> Tool:
+    """The tool the user named; an unknown name is a usage error (exit 2)."""
+    try:
+        return registry.get(name)
+    except ToolNotFound as exc:
+        raise UsageError(str(exc)) from None
 
 
 def summary(tool: Tool) -> str:
@@ -65,7 +75,7 @@ def show_tool(opts: CommonOptions, name: str) -> int:
     console = stderr(opts)
     with reported(verbose=opts.verbose) as code:
         settings, registry = _registry(opts, console)
-        schema = registry.get(name).schema(strict=settings.tools.strict)
+        schema = _named(registry, name).schema(strict=settings.tools.strict)
         wire = json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
         print(json.dumps(schema, ensure_ascii=False, indent=2))
         console.print(f"{len(wire):,} characters, about {estimate_tokens(wire):,} tokens "
@@ -104,7 +114,7 @@ def call_tool(opts: CommonOptions, name: str, items: list[str]) -> int:
     console = stderr(opts)
     with reported(verbose=opts.verbose) as code:
         settings, registry = _registry(opts, console)
-        tool = registry.get(name)
+        tool = _named(registry, name)
         arguments = parse_call_arguments(tool, items)
         approve = choose_approver(yes=opts.yes and opts.policy is None, can_ask=stdin_is_terminal())
         t = settings.tools
@@ -144,16 +154,25 @@ def check_tools(opts: CommonOptions, directory: Path | None) -> int:
         for d in dirs:
             files += len(plugin_files(d))
             load_dir(d, report, timeout=settings.tools.timeout)
-        registry = ToolRegistry()
+        registry = _with_builtins(settings)
         registry.extend(report.tools)
-        for problem in report.errors:
-            print(visible(str(problem)))
-        for warning in registry.warnings:
+        problems = [str(p) for p in report.errors] + registry.skipped
+        for problem in problems:
+            print(visible(problem))
+        for warning in [w for w in registry.warnings if w not in registry.skipped]:
             print(f"warning: {visible(warning)}")
-        console.print(f"{files} plugin file(s), {len(report.tools)} tool(s), "
-                      f"{len(report.errors)} problem(s), {len(rules.rules)} rule(s)")
-        code[0] = 1 if report.errors else 0
+        console.print(f"{files} plugin file(s), {len(report.tools) - len(registry.skipped)} "
+                      f"tool(s), {len(problems)} problem(s), {len(rules.rules)} rule(s)")
+        code[0] = 1 if problems else 0
     return code[0]
+
+
+def _with_builtins(settings: Any) -> ToolRegistry:
+    """A registry holding only the built-in tools, so plugins that take their names show."""
+    registry = ToolRegistry()
+    registry.extend(builtin_tools())
+    registry.extend(http_tools(settings.http))
+    return registry
 
 
 def tool_stats(as_json: bool) -> int:

@@ -21,14 +21,17 @@ class ToolRegistry:
         #: Called by ``refresh``: each updates the tools of a source whose list
         #: changed (an MCP server's ``tools/list_changed``) and says if it did.
         self.refreshers: list[Callable[[ToolRegistry], bool]] = []
+        self.skipped: list[str] = []  # plugin tools refused (also in warnings)
 
     def register(self, tool: Tool) -> None:
         """Add a tool; a plugin can replace a less local plugin but never a built-in."""
         old = self._tools.get(tool.name)
         if old is not None:
             if old.source == "builtin":
-                self.warnings.append(f"{tool.source}: tool '{tool.name}' is built in and cannot be "
-                                     "replaced by a plugin; the plugin's tool was skipped")
+                message = (f"{tool.source}: tool '{tool.name}' is built in and cannot be "
+                           "replaced by a plugin; the plugin's tool was skipped (rename it)")
+                self.warnings.append(message)
+                self.skipped.append(message)
                 return
             self.warnings.append(f"tool '{tool.name}' is defined in {old.source} and {tool.source}; "
                                  f"using {tool.source}")

@@ -88,10 +88,11 @@ def plugin_output(record: ToolRecord, limit: int = 2000) -> Styled:
 
 def stats_text(rows: list[ToolStats]) -> str:
     """Per tool: calls, failures, failure rate, mean and p95 time, common errors."""
-    lines = [f"{'tool':<20} {'calls':>6} {'fail':>5} {'rate':>6} {'mean ms':>8} {'p95 ms':>8}  "
-             "common errors"]
+    lines = [f"{'tool':<20} {'calls':>6} {'fail':>5} {'rate':>6} {'mean ms':>8} {'p95 ms':>8} "
+             f"{'not run':>7}  common errors"]
     for r in rows:
         errors = "; ".join(f"{short(e, 60)} ({n})" for e, n in r.errors.most_common(3))
         lines.append(f"{visible(r.tool):<20} {r.calls:>6} {r.failures:>5} {r.failure_rate:>6.0%} "
-                     f"{r.mean_ms:>8.0f} {r.p95_ms:>8.0f}  {errors}".rstrip())
+                     f"{r.mean_ms:>8.0f} {r.p95_ms:>8.0f} {r.denied + r.cancelled:>7}  "
+                     f"{errors}".rstrip())
     return "\n".join(lines)
