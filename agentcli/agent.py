@@ -19,8 +19,15 @@ from .context import CHARS_PER_TOKEN, fit
 from .conversation import Conversation, check
 from .errors import ContextTooLarge, Interrupted, MaxStepsReached, ModelError, TruncatedReply
 from .events import Approver, Event, Notice, ReplyDone, TextDelta, TurnResult
-from .executor import (CANCELLED, DEFAULT_CONTEXT, UNATTENDED, Limits, ToolExecutor,
-                       parse_arguments, parse_lenient)
+from .executor import (
+    CANCELLED,
+    DEFAULT_CONTEXT,
+    UNATTENDED,
+    Limits,
+    ToolExecutor,
+    parse_arguments,
+    parse_lenient,
+)
 from .messages import Message
 from .policy import Rules
 from .provider import ChatProvider, Reply

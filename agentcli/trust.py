@@ -45,7 +45,7 @@ def trust(directory: Path) -> Path:
     resolved = directory.resolve()
     if not resolved.is_dir():
         raise ConfigError(f"{directory}: not a directory")
-    _write(_read() + [str(resolved)])
+    _write([*_read(), str(resolved)])
     return resolved
 
 

@@ -32,7 +32,7 @@ def result_text(result: Any) -> str:
     if text and _wraps(structured, text):
         return "\n".join(p for p in parts if p)
     if _same_json(text, structured):
-        parts = [p for p, b in zip(parts, blocks) if getattr(b, "type", None) != "text"]
+        parts = [p for p, b in zip(parts, blocks, strict=False) if getattr(b, "type", None) != "text"]
     parts.append(json.dumps(structured) if isinstance(structured, str) else serialise(structured))
     return "\n".join(p for p in parts if p)
 

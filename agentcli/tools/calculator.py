@@ -374,7 +374,7 @@ def _apply(function: Callable[..., Number], *args: Number) -> Number:
         return function(*args)
     except CalculatorError:
         raise
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a clean message
+    except Exception as exc:
         raise CalculatorError(_describe(exc)) from None
 
 

@@ -25,9 +25,20 @@ from ..config import HttpSettings
 from ..errors import InvalidArguments
 from .base import Tool
 from .disguise import SecretForms, strings
-from .netguard import (Deadline, GuardedBackend, GuardedTransport, HostPolicy, HttpFailed,
-                       HttpRefused, HttpTimeout, Resolver, check_target, clip, default_port,
-                       parse_url)
+from .netguard import (
+    Deadline,
+    GuardedBackend,
+    GuardedTransport,
+    HostPolicy,
+    HttpFailed,
+    HttpRefused,
+    HttpTimeout,
+    Resolver,
+    check_target,
+    clip,
+    default_port,
+    parse_url,
+)
 
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
