@@ -116,7 +116,7 @@ class Agent:
                 choice = "auto"
         error = MaxStepsReached(f"stopped after {self.limits.max_steps} steps: the model was still "
                                 "calling tools (raise --max-steps to allow more)")
-        error.result = result  # type: ignore[attr-defined]
+        error.result = result
         raise error
 
     def fit_context(self, conv: Conversation,

@@ -7,11 +7,14 @@ prompt_toolkit, plugins) is imported by the command that needs it, so that
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .commands.common import CommonOptions
 
 app = typer.Typer(name="agentcli", no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -123,7 +126,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def _tool_opts(config: Path | None, profile: str | None, tools_dir: list[Path] | None,
                no_tools: bool, yes: bool = False, verbose: bool = False,
-               policy: Path | None = None) -> object:
+               policy: Path | None = None) -> "CommonOptions":
     from .commands.common import CommonOptions
 
     return CommonOptions(config=config, profile=profile, tools_dirs=tools_dir or [],

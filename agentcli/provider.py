@@ -357,4 +357,4 @@ def _seconds(value: str) -> float | None:
 
 def _backoff(attempt: int) -> float:
     """Exponential backoff with jitter: about 0.5, 1, 2, 4 s, at most 8."""
-    return min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.75, 1.25)
+    return min(8.0, 0.5 * 2.0 ** (attempt - 1)) * random.uniform(0.75, 1.25)

@@ -183,7 +183,7 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
         result, data = _turn(agent, conv, query, choice, schema)
     except (MaxStepsReached, SchemaMismatch) as exc:
         error = exc if isinstance(exc, SchemaMismatch) else None
-        output.finish(exc.result, _save(store, conv, console) if saving else None,  # type: ignore[attr-defined]
+        output.finish(exc.result, _save(store, conv, console) if saving else None,
                       error=error)
         raise
     except BaseException as exc:
