@@ -6,7 +6,13 @@ resolved lazily so that ``agentcli --version`` imports nothing heavy.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real names for type checkers; at run time they load lazily
+    from .conversation import Conversation
+    from .hooks import hook
+    from .tools.base import Tool, tool
+    from .tools.registry import ToolRegistry
 
 __version__ = "0.1.0"
 

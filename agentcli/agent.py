@@ -14,13 +14,19 @@ from collections.abc import Callable
 from typing import Any
 
 from .audit import AuditLog
-from .config import ToolSettings
+from .config import DEFAULT_CONTEXT, ToolSettings
 from .context import CHARS_PER_TOKEN, fit
 from .conversation import Conversation, check
 from .errors import ContextTooLarge, Interrupted, MaxStepsReached, ModelError, TruncatedReply
 from .events import Approver, Event, Notice, ReplyDone, TextDelta, TurnResult
-from .executor import (CANCELLED, DEFAULT_CONTEXT, UNATTENDED, Limits, ToolExecutor,
-                       parse_arguments, parse_lenient)
+from .executor import (
+    CANCELLED,
+    UNATTENDED,
+    Limits,
+    ToolExecutor,
+    parse_arguments,
+    parse_lenient,
+)
 from .messages import Message
 from .policy import Rules
 from .provider import ChatProvider, Reply
@@ -109,7 +115,7 @@ class Agent:
                 choice = "auto"
         error = MaxStepsReached(f"stopped after {self.limits.max_steps} steps: the model was still "
                                 "calling tools (raise --max-steps to allow more)")
-        error.result = result  # type: ignore[attr-defined]
+        error.result = result
         raise error
 
     def fit_context(self, conv: Conversation,

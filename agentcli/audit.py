@@ -17,7 +17,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def _redact(value: Any, secrets: list[str], depth: int) -> Any:
 
 def entry(record: ToolRecord, session: str | None, secrets: Iterable[str] = ()) -> dict[str, Any]:
     """One audit line for ``record``, secrets redacted."""
-    line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+    line = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "session": session, "tool": record.name,
             "arguments": redact(record.arguments, secrets),
             "decision": record.decision, "status": record.status,

@@ -66,7 +66,7 @@ def gated(provider: ChatProvider, gate: BackoffGate) -> ChatProvider:
     def gated_create(request: dict[str, Any]) -> Any:
         gate.wait()
         return create(provider, request)
-    provider._sleep = gate.sleep  # type: ignore[method-assign]
+    provider._sleep = gate.sleep
     provider._create = gated_create  # type: ignore[method-assign]
     return provider
 
@@ -130,9 +130,9 @@ class TaskRunner:
                                        tool_choice=self.tool_choice)
             return result_line(task, "ok", turn, data=data)
         except MaxStepsReached as exc:
-            return result_line(task, "max_steps", exc.result, error=str(exc))  # type: ignore[attr-defined]
+            return result_line(task, "max_steps", exc.result, error=str(exc))
         except SchemaMismatch as exc:
-            return result_line(task, "schema", exc.result, error=str(exc))  # type: ignore[attr-defined]
+            return result_line(task, "schema", exc.result, error=str(exc))
         except AgentCLIError as exc:
             return result_line(task, "error", error=str(exc))
         except Exception as exc:  # one task's fault never ends the batch

@@ -7,11 +7,14 @@ prompt_toolkit, plugins) is imported by the command that needs it, so that
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .commands.common import CommonOptions
 
 app = typer.Typer(name="agentcli", no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -19,20 +22,20 @@ app = typer.Typer(name="agentcli", no_args_is_help=True, pretty_exceptions_enabl
 config_app = typer.Typer(no_args_is_help=True, help="Show or create the configuration.")
 app.add_typer(config_app, name="config")
 
-Model = Annotated[Optional[str], typer.Option("-m", "--model", metavar="NAME", help="Model name.")]
-BaseUrl = Annotated[Optional[str], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible API base URL.")]
-Profile = Annotated[Optional[str], typer.Option("--profile", metavar="NAME", help="Profile from the config file.")]
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="Config file (also $AGENTCLI_CONFIG).")]
-ToolsDir = Annotated[Optional[list[Path]], typer.Option("--tools-dir", metavar="DIR", help="Extra plugin directory (repeatable).")]
+Model = Annotated[str | None, typer.Option("-m", "--model", metavar="NAME", help="Model name.")]
+BaseUrl = Annotated[str | None, typer.Option("--base-url", metavar="URL", help="OpenAI-compatible API base URL.")]
+Profile = Annotated[str | None, typer.Option("--profile", metavar="NAME", help="Profile from the config file.")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", metavar="FILE", help="Config file (also $AGENTCLI_CONFIG).")]
+ToolsDir = Annotated[list[Path] | None, typer.Option("--tools-dir", metavar="DIR", help="Extra plugin directory (repeatable).")]
 NoTools = Annotated[bool, typer.Option("--no-tools", help="Offer no tools to the model.")]
 Yes = Annotated[bool, typer.Option("-y", "--yes", help="Approve every call that would ask.")]
-ToolChoice = Annotated[Optional[str], typer.Option("--tool-choice", metavar="CHOICE", help="auto, none, required, or a tool name.")]
-MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", metavar="N", min=1, help="Model round trips per turn (default 10).")]
-System = Annotated[Optional[str], typer.Option("--system", metavar="TEXT", help="System prompt.")]
+ToolChoice = Annotated[str | None, typer.Option("--tool-choice", metavar="CHOICE", help="auto, none, required, or a tool name.")]
+MaxSteps = Annotated[int | None, typer.Option("--max-steps", metavar="N", min=1, help="Model round trips per turn (default 10).")]
+System = Annotated[str | None, typer.Option("--system", metavar="TEXT", help="System prompt.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show details and tracebacks.")]
-PolicyFile = Annotated[Optional[Path], typer.Option("--policy", metavar="FILE", help="Rules file ([[tools.rules]]); a call no rule allows is denied, --yes or not.")]
+PolicyFile = Annotated[Path | None, typer.Option("--policy", metavar="FILE", help="Rules file ([[tools.rules]]); a call no rule allows is denied, --yes or not.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only the answer and errors.")]
-Schema = Annotated[Optional[str], typer.Option("--schema", metavar="SCHEMA", help="The answer must be JSON matching this JSON Schema (a file, or inline JSON); exit 4 if it does not.")]
+Schema = Annotated[str | None, typer.Option("--schema", metavar="SCHEMA", help="The answer must be JSON matching this JSON Schema (a file, or inline JSON); exit 4 if it does not.")]
 
 
 def _version(value: bool) -> None:
@@ -48,14 +51,14 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 @app.command()
-def run(query: Annotated[Optional[str], typer.Argument(metavar="QUERY", help="The task; '-' or piped stdin supplies or extends it.")] = None,
+def run(query: Annotated[str | None, typer.Argument(metavar="QUERY", help="The task; '-' or piped stdin supplies or extends it.")] = None,
         model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
         config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
         yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
         system: System = None, verbose: Verbose = False, quiet: Quiet = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (with an \"error\" field when the run fails).")] = False,
         no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask for the whole reply at once.")] = False,
-        session: Annotated[Optional[str], typer.Option("--session", metavar="ID", help="Continue a saved session.")] = None,
+        session: Annotated[str | None, typer.Option("--session", metavar="ID", help="Continue a saved session.")] = None,
         save: Annotated[bool, typer.Option("--save", help="Save the conversation.")] = False,
         schema: Schema = None, policy: PolicyFile = None) -> None:
     """Run one task and print the answer (stdout carries only the answer)."""
@@ -72,8 +75,8 @@ def run(query: Annotated[Optional[str], typer.Argument(metavar="QUERY", help="Th
 
 @app.command()
 def batch(input_file: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="One task per line: a JSON string, or {\"id\", \"query\", \"system\", \"model\", \"vars\"}.")],
-          output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="OUT.jsonl", help="Append results here (default: stdout); ids already in it are skipped.")] = None,
-          prompt: Annotated[Optional[str], typer.Option("--prompt", metavar="TEMPLATE", help="Query template; {name} is filled from each line's vars.")] = None,
+          output: Annotated[Path | None, typer.Option("-o", "--output", metavar="OUT.jsonl", help="Append results here (default: stdout); ids already in it are skipped.")] = None,
+          prompt: Annotated[str | None, typer.Option("--prompt", metavar="TEMPLATE", help="Query template; {name} is filled from each line's vars.")] = None,
           parallel: Annotated[int, typer.Option("--parallel", metavar="N", min=1, help="Tasks run at once (default 4).")] = 4,
           schema: Schema = None,
           model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
@@ -121,9 +124,9 @@ app.add_typer(tools_app, name="tools")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _tool_opts(config: Optional[Path], profile: Optional[str], tools_dir: Optional[list[Path]],
+def _tool_opts(config: Path | None, profile: str | None, tools_dir: list[Path] | None,
                no_tools: bool, yes: bool = False, verbose: bool = False,
-               policy: Optional[Path] = None) -> object:
+               policy: Path | None = None) -> "CommonOptions":
     from .commands.common import CommonOptions
 
     return CommonOptions(config=config, profile=profile, tools_dirs=tools_dir or [],
@@ -151,7 +154,7 @@ def tools_show(name: Annotated[str, typer.Argument(metavar="NAME")], config: Con
 
 @tools_app.command("call")
 def tools_call(name: Annotated[str, typer.Argument(metavar="NAME")],
-               arguments: Annotated[Optional[list[str]], typer.Argument(
+               arguments: Annotated[list[str] | None, typer.Argument(
                    metavar="[JSON | KEY=VALUE ...]", help="One JSON object or key=value pairs.")] = None,
                yes: Yes = False, config: ConfigFile = None, profile: Profile = None,
                tools_dir: ToolsDir = None, no_tools: NoTools = False,
@@ -165,7 +168,7 @@ def tools_call(name: Annotated[str, typer.Argument(metavar="NAME")],
 
 
 @tools_app.command("check")
-def tools_check(directory: Annotated[Optional[Path], typer.Argument(metavar="[DIR]")] = None,
+def tools_check(directory: Annotated[Path | None, typer.Argument(metavar="[DIR]")] = None,
                 config: ConfigFile = None, profile: Profile = None,
                 tools_dir: ToolsDir = None, no_tools: NoTools = False,
                 policy: PolicyFile = None) -> None:
@@ -186,9 +189,9 @@ def tools_stats(as_json: JsonFlag = False) -> None:
 
 
 @app.command("trust")
-def trust_cmd(directory: Annotated[Optional[Path], typer.Argument(help="Directory (default: current).")] = None,
+def trust_cmd(directory: Annotated[Path | None, typer.Argument(help="Directory (default: current).")] = None,
               list_: Annotated[bool, typer.Option("--list", help="List trusted directories.")] = False,
-              revoke: Annotated[Optional[Path], typer.Option("--revoke", help="Stop trusting DIR.")] = None) -> None:
+              revoke: Annotated[Path | None, typer.Option("--revoke", help="Stop trusting DIR.")] = None) -> None:
     """Trust a directory's own tools.d and agentcli.toml (they are code and config)."""
     from .commands.config_cmd import trust_command
 
@@ -196,7 +199,7 @@ def trust_cmd(directory: Annotated[Optional[Path], typer.Argument(help="Director
 
 
 @app.command()
-def chat(session_id: Annotated[Optional[str], typer.Argument(metavar="ID", help="The session to continue with --resume (default: the latest).")] = None,
+def chat(session_id: Annotated[str | None, typer.Argument(metavar="ID", help="The session to continue with --resume (default: the latest).")] = None,
          resume: Annotated[bool, typer.Option("--resume", help="Continue a saved session: the latest, or ID.")] = False,
          model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
          config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,

@@ -103,7 +103,7 @@ def shorten(message: Message, limit: int) -> tuple[Message, int]:
     content = shorten_text(message.content or "", limit)
     calls = [_shorten_call(c, limit) for c in message.tool_calls]
     cut = (content is not (message.content or "")) + sum(
-        c is not o for c, o in zip(calls, message.tool_calls))
+        c is not o for c, o in zip(calls, message.tool_calls, strict=False))
     if not cut:
         return message, 0
     return message.model_copy(update={"content": content, "tool_calls": calls}), cut

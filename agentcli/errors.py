@@ -28,6 +28,8 @@ imports the UI.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AgentCLIError(Exception):
     """Base of every error agentcli reports to a user."""
@@ -121,12 +123,15 @@ class MaxStepsReached(AgentCLIError):
     """The model kept calling tools past ``max_steps``."""
 
     exit_code = 3
+    result: Any  # the TurnResult so far, set where it is raised
 
 
 class SchemaMismatch(AgentCLIError):
     """The answer did not match ``--schema``, even after the repair turn."""
 
     exit_code = 4
+    result: Any  # the merged TurnResult, set where it is raised
+    errors: list[str]
 
 
 class Interrupted(AgentCLIError):

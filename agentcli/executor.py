@@ -207,7 +207,7 @@ class ToolExecutor:
                                 max_output=self.limits.max_output)
         finally:
             elapsed = int((time.monotonic() - started) * 1000)
-            for index, outcome in zip(order, results):
+            for index, outcome in zip(order, results, strict=False):
                 outcomes[index] = outcome
                 records[index].duration_ms = outcome.duration_ms if outcome else elapsed
                 if outcome is not None:
@@ -218,7 +218,7 @@ class ToolExecutor:
     def _answer(self, conv: Conversation, calls: list[ToolCall], records: list[ToolRecord],
                 outcomes: list[Outcome | None], missing: str = CANCELLED) -> None:
         """One tool message per call (``missing`` for calls with no outcome); audit; events."""
-        for call, record, outcome in zip(calls, records, outcomes):
+        for call, record, outcome in zip(calls, records, outcomes, strict=False):
             outcome = outcome or Outcome("cancelled", missing)
             record.status, record.result = outcome.status, outcome.result
             conv.add(Message(role="tool", tool_call_id=call.id, content=_tool_message(record)))

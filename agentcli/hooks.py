@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Event = Literal["pre_tool", "post_tool"]
-EVENTS = ("pre_tool", "post_tool")
+EVENTS: tuple[Event, ...] = ("pre_tool", "post_tool")
 DEFAULT_TIMEOUT = 10.0
 MAX_REASON = 500
 

@@ -59,5 +59,5 @@ def _too_long(number: int) -> bool:
     bits = abs(number).bit_length()
     if bits < 14_000:  # at most 4,215 digits
         return False
-    return abs(number) >= 10 ** MAX_INT_DIGITS
+    return bool(abs(number) >= 10 ** MAX_INT_DIGITS)
 

@@ -23,8 +23,15 @@ import openai
 from . import shapes
 from .assemble import ToolCallAssembler
 from .config import Settings
-from .errors import (AuthError, MalformedReply, ModelConnectionError, ModelError, ModelTimeout,
-                     RateLimited, StreamError)
+from .errors import (
+    AuthError,
+    MalformedReply,
+    ModelConnectionError,
+    ModelError,
+    ModelTimeout,
+    RateLimited,
+    StreamError,
+)
 from .messages import ToolCall, Usage
 
 #: Fields some servers reject; dropped and remembered after one 400 naming them.
@@ -93,7 +100,8 @@ class ChatProvider:
             request = self._request(model, messages, tools, tool_choice, stream)
             emitted: list[bool] = []
             def forward(text: str) -> None:
-                emitted.append(True)
+                # Called only within this iteration, so late binding is harmless.
+                emitted.append(True)  # noqa: B023
                 on_text(text)
             self._log_request(request)
             try:
@@ -349,4 +357,4 @@ def _seconds(value: str) -> float | None:
 
 def _backoff(attempt: int) -> float:
     """Exponential backoff with jitter: about 0.5, 1, 2, 4 s, at most 8."""
-    return min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.75, 1.25)
+    return min(8.0, 0.5 * 2.0 ** (attempt - 1)) * random.uniform(0.75, 1.25)

@@ -45,7 +45,7 @@ def trust(directory: Path) -> Path:
     resolved = directory.resolve()
     if not resolved.is_dir():
         raise ConfigError(f"{directory}: not a directory")
-    _write(_read() + [str(resolved)])
+    _write([*_read(), str(resolved)])
     return resolved
 
 
@@ -82,7 +82,7 @@ def first_notice(directory: Path, kind: str) -> bool:
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"seen": seen + [key]}, indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps({"seen": [*seen, key]}, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, file)
     except OSError:
         pass

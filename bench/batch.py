@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 from common import ROOT  # noqa: F401  (puts tests/ on sys.path)
-
 from openai_server import OpenAIServer, Reply, text
 
 TASKS = 1000

@@ -122,7 +122,7 @@ def measure(runs: int, tree: Path | None = None) -> dict[str, Sample]:
                 result = run_once(found[name], env, home)
                 if round_:
                     samples[name].append(result)
-    return {name: tuple(statistics.median(column) for column in zip(*got))  # type: ignore[misc]
+    return {name: tuple(statistics.median(column) for column in zip(*got, strict=False))  # type: ignore[misc]
             for name, got in samples.items()}
 
 

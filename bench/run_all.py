@@ -9,8 +9,6 @@ import platform
 import sys
 from datetime import date
 
-from common import ROOT
-
 import batch
 import chat_startup
 import loop_overhead
@@ -19,6 +17,7 @@ import plugin_load
 import round_trip
 import startup
 import stream_render
+from common import ROOT
 
 SECTIONS = [
     ("Start-up (budget: within 1.5x of a bare `import typer`)", startup),

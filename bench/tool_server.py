@@ -67,7 +67,7 @@ class ToolServer:
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "ToolServer":
+    def __enter__(self) -> ToolServer:
         self._thread.start()
         return self
 

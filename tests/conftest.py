@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from openai_server import OpenAIServer, openai_server  # noqa: F401  (fixture)
 
 AGENTCLI = [sys.executable, "-m", "agentcli"]
@@ -62,7 +61,7 @@ def cli(home: Path):
 
 
 @pytest.fixture
-def server(openai_server: OpenAIServer) -> OpenAIServer:  # noqa: F811
+def server(openai_server: OpenAIServer) -> OpenAIServer:
     return openai_server
 
 

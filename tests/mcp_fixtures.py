@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 SERVERS = Path(__file__).parent / "mcp_servers"

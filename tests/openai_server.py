@@ -23,6 +23,7 @@ HTTP details worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
@@ -30,10 +31,11 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -521,7 +523,7 @@ class _ToolCalls(_ChatReply):
             return [{"tool_calls": [head]}]
         where = {} if "no_index" in self.quirks else {"index": index}
         rest = [{"tool_calls": [where | {"function": {"arguments": p}}]} for p in _pieces(args, self.split)]
-        return [{"tool_calls": [head]}] + rest
+        return [{"tool_calls": [head]}, *rest]
 
     def _entry(self, index: int | None, call: Call, arguments: Any) -> dict[str, Any]:
         """Build a full tool call entry (index and id subject to quirks)."""
@@ -706,11 +708,11 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.owner._unregister(self.connection)
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         """Serve the models endpoints."""
         self.server.owner._get(self)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         """Serve the completion endpoints."""
         self.server.owner._post(self)
 
@@ -777,10 +779,8 @@ class OpenAIServer:
         with self._lock:
             live = list(self._connections.items())
         for conn, _ in live:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         for _, thread in live:
             thread.join(timeout=5)
         self._httpd.server_close()

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 
 import pytest
+from openai_server import Call, text, tool_calls
 
 from agentcli import audit
 from agentcli.events import ToolRecord
-from openai_server import Call, text, tool_calls
 
 
 def log_path(home: Path) -> Path:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from openai_server import Call, OpenAIServer, drip, error, text, tool_calls
 
 PROMPT = "agentcli>"

@@ -8,16 +8,13 @@ that was stopped is recognised by the file it would have written.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import time
 from pathlib import Path
 
 import pexpect
-import pytest
-
-from openai_server import Call, OpenAIServer, drip, text, tool_calls
+from openai_server import Call, drip, text, tool_calls
 from test_chat import PROMPT, QUESTION, chat, last_tool_message, plain  # noqa: F401
 
 from agentcli.conversation import Conversation
@@ -226,7 +223,7 @@ def test_stats_after_resume_counts_the_resumed_sessions_calls(chat, server, home
 
 
 def test_answers_keep_zero_width_joiners_and_the_panel_escapes_them(chat, server):
-    family, persian = "👨\u200d👩\u200d👧", "می\u200cخواهم"
+    family, persian = "👨\u200d👩\u200d👧", "می\u200cخواهم"  # noqa: RUF001 -- Persian text on purpose
     server.enqueue(text(f"family {family} and {persian}"),
                    tool_calls(Call("calculator", {"expression": f"1+1 # {family}"}, id="c1")),
                    text("done"))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from openai_server import Call, OpenAIServer, error, slow, text, tool_calls
 from test_chat import QUESTION, chat, last_tool_message, messages  # noqa: F401
 from test_run_terminal import finish, spawn

@@ -22,6 +22,7 @@ from agentcli.tools.builtins import calculator
 from agentcli.ui.approve import TerminalApprover, choice_of
 from agentcli.ui.repl import ChatCompleter, SlashCommands
 
+
 def conversation_of(*turns: str, answer: str = "answer " * 20) -> Conversation:
     conv = Conversation()
     conv.set_system("sys")

@@ -67,7 +67,7 @@ def test_profiles(home):
 
 def test_unknown_profile(home):
     f = write(home / "p.toml", "[profiles.a]\nmodel = 'x'\n")
-    with pytest.raises(ConfigError, match="unknown profile 'b'.*known profiles: a"):
+    with pytest.raises(ConfigError, match=r"unknown profile 'b'.*known profiles: a"):
         config.load(env={}, config_file=f, profile="b")
 
 

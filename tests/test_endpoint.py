@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import free_port
 
 from agentcli.config import Settings
 from agentcli.endpoint import discover, resolve
 from agentcli.errors import ConfigError
-from conftest import free_port
 
 
 def test_discovery_uses_the_first_server_that_answers(server):

@@ -18,11 +18,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from openai_server import Call, text, tool_calls
 
 from agentcli.errors import InvalidArguments, ToolError
 from agentcli.tools.base import Tool
 from agentcli.tools.loader import load_file
-from openai_server import Call, text, tool_calls
 
 TOOLS_DIR = Path(__file__).parents[1] / "tools.d"
 
@@ -154,7 +154,7 @@ def test_weather_unit_is_forwarded(weather):
 
 def test_weather_unknown_city(weather):
     get_weather = load("weather.py")["get_weather"]
-    with pytest.raises(ToolError, match="unknown city.*Atlantis"):
+    with pytest.raises(ToolError, match=r"unknown city.*Atlantis"):
         call(get_weather, city="Atlantis")
     assert len(weather.seen) == 1  # no forecast asked for
 
@@ -305,7 +305,7 @@ def test_sqlite_errors_are_tool_errors(db, monkeypatch):
     query = load("sqlite_query.py")["sqlite_query"]
     with pytest.raises(ToolError, match="sqlite error: no such table: nope"):
         call(query, sql="SELECT * FROM nope")
-    with pytest.raises(ToolError, match="sqlite error: .*bindings"):
+    with pytest.raises(ToolError, match=r"sqlite error: .*bindings"):
         call(query, sql="SELECT ?", params=[1, 2])
     with pytest.raises(ToolError, match="sql is empty"):
         call(query, sql="   ")

@@ -48,7 +48,7 @@ def executor(tmp_path=None, **settings):
                         tool_settings=ToolSettings(**settings), audit=audit)
 
 
-def call(ex, name, args, n=[0]):
+def call(ex, name, args, n=[0]):  # noqa: B006 -- a counter shared by every call, on purpose
     n[0] += 1
     conv = Conversation()
     calls = [ToolCall(id=f"c{n[0]}", name=name, arguments=json.dumps(args))]

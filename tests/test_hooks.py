@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from openai_server import Call, text, tool_calls
 
 

@@ -10,12 +10,12 @@ import json
 import warnings
 
 import pytest
+from openai_server import Call, OpenAIServer, cut, error, json_reply, raw_sse, text, tool_calls
 
 from agentcli.config import Settings
 from agentcli.errors import MalformedReply
 from agentcli.provider import MAX_RETRY_AFTER, ChatProvider
 from agentcli.responses import ResponsesProvider
-from openai_server import Call, OpenAIServer, cut, error, json_reply, raw_sse, text, tool_calls
 
 HEAD = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "test-model"}
 STOP = HEAD | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}

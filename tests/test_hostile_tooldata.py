@@ -13,16 +13,16 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+from openai_server import Call, text, tool_calls
+
+from agentcli import tool
 from agentcli.audit import redact
-from agentcli.executor import parse_arguments
 from agentcli.errors import InvalidArguments
+from agentcli.executor import parse_arguments
 from agentcli.nesting import MAX_DEPTH
 from agentcli.sessions import SessionStore
 from agentcli.tools.runner import Job, run_batch
-from agentcli import tool
-from openai_server import Call, text, tool_calls
-
-import pytest
 
 
 def nested(depth: int) -> str:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from http_server import LoopbackServer
+from openai_server import Call, text, tool_calls
 
 from agentcli.config import HttpSettings
 from agentcli.errors import InvalidArguments
 from agentcli.tools.http import http_tools
-from http_server import LoopbackServer
-from openai_server import Call, text, tool_calls
 
 KEY = "sk-test-0123456789abcdef"
 

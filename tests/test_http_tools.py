@@ -20,14 +20,20 @@ from typing import Any
 
 import httpcore2
 import pytest
+from http_server import PNG, TEXT, LoopbackServer
+from openai_server import Call, text, tool_calls
 
 from agentcli.config import HttpSettings
 from agentcli.errors import ConfigError, InvalidArguments, ToolError
 from agentcli.tools.http import MAX_REDIRECTS, http_tools
-from agentcli.tools.netguard import (AllowList, HostPolicy, HttpFailed, HttpRefused,
-                                     HttpTimeout, classify)
-from http_server import PNG, TEXT, LoopbackServer
-from openai_server import Call, text, tool_calls
+from agentcli.tools.netguard import (
+    AllowList,
+    HostPolicy,
+    HttpFailed,
+    HttpRefused,
+    HttpTimeout,
+    classify,
+)
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -376,7 +382,7 @@ def test_no_answer_at_all_is_a_timeout_error() -> None:
         listener.listen(1)
         port = listener.getsockname()[1]
         started = time.monotonic()
-        with pytest.raises(HttpTimeout, match="timed out: no response from 127.0.0.1"):
+        with pytest.raises(HttpTimeout, match=r"timed out: no response from 127.0.0.1"):
             call(HttpSettings(allow_hosts=[f"127.0.0.1:{port}"], timeout=0.5),
                  url=f"http://127.0.0.1:{port}/")
         assert time.monotonic() - started < 1.5
@@ -386,12 +392,12 @@ def test_connection_refused_and_unknown_names_are_tool_errors() -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    with pytest.raises(HttpFailed, match="request to 127.0.0.1 failed"):
+    with pytest.raises(HttpFailed, match=r"request to 127.0.0.1 failed"):
         call(HttpSettings(allow_hosts=[f"127.0.0.1:{port}"]), url=f"http://127.0.0.1:{port}/")
 
     def nxdomain(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    with pytest.raises(HttpFailed, match="could not resolve nowhere.test"):
+    with pytest.raises(HttpFailed, match=r"could not resolve nowhere.test"):
         call(settings(), url="http://nowhere.test/", resolver=nxdomain)
 
 
@@ -454,7 +460,7 @@ def test_rebinding_name_is_resolved_once_and_the_checked_address_is_used(
 def test_rebinding_to_a_private_address_is_refused(
         internet: list[tuple[str, int]], srv: LoopbackServer) -> None:
     resolver = FakeResolver(public_test=[["192.168.0.10"], ["93.184.216.34"]])
-    with pytest.raises(HttpRefused, match="public.test resolves to 192.168.0.10, a non-public"):
+    with pytest.raises(HttpRefused, match=r"public.test resolves to 192.168.0.10, a non-public"):
         call(settings(), url="http://public.test/text", resolver=resolver)
     assert resolver.calls == ["public.test"] and internet == []
 
@@ -517,7 +523,7 @@ def test_each_redirect_hop_is_checked_again(srv: LoopbackServer, target: str, me
 def test_redirect_through_a_rebinding_name_is_checked_at_connect(srv: LoopbackServer) -> None:
     resolver = FakeResolver(evil_test=[["10.0.0.7"]])
     config = settings(srv)
-    with pytest.raises(HttpRefused, match="evil.test resolves to 10.0.0.7"):
+    with pytest.raises(HttpRefused, match=r"evil.test resolves to 10.0.0.7"):
         call(config, url=srv.url("/redirect"), params={"to": "http://evil.test/"},
              resolver=resolver)
 
@@ -571,7 +577,7 @@ def test_tls_verifies_the_hostname_not_the_address(tls_server: LoopbackServer) -
     result = call(config, url=f"https://myservice.test:{port}/text", resolver=resolver)
     assert result.endswith(TEXT)
     assert tls_server.requests[0].headers["host"] == f"myservice.test:{port}"
-    with pytest.raises(HttpFailed, match="certificate verify failed|hostname"):
+    with pytest.raises(HttpFailed, match=r"certificate verify failed|hostname"):
         call(config, url=f"https://wrong.test:{port}/text", resolver=resolver)
     assert len(tls_server.requests) == 1
 

@@ -4,15 +4,14 @@ IDNA, never a misleading "non-public address" or a failure at run time."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
+from openai_server import Call, text, tool_calls
 
 from agentcli.config import HttpSettings
 from agentcli.errors import InvalidArguments
 from agentcli.tools.http import http_tools
-from openai_server import Call, text, tool_calls
 
 
 def never_resolve(host: str, port: int) -> list[str]:

@@ -7,7 +7,6 @@ import time
 import uuid
 
 import pytest
-
 from mcp_fixtures import processes_with, stdio_server, write_config
 from test_chat import PROMPT, QUESTION, chat, last_tool_message  # noqa: F401  (fixture)
 

@@ -15,7 +15,6 @@ import time
 import uuid
 
 import pytest
-
 from conftest import AGENTCLI
 from mcp_fixtures import processes_with, stdio_server, write_config
 from openai_server import Call, text, tool_calls

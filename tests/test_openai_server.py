@@ -6,6 +6,7 @@ mocked and nothing leaves the machine.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -17,7 +18,6 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
-
 from openai_server import (
     Call,
     OpenAIServer,
@@ -355,7 +355,7 @@ def test_drip_spaces_events(client: openai.OpenAI, openai_server: OpenAIServer) 
     for _ in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
         arrivals.append(time.monotonic())
     assert len(arrivals) == 5  # role, ab, cd, ef, finish (+ [DONE])
-    assert all(later - earlier >= 0.03 for earlier, later in zip(arrivals, arrivals[1:]))
+    assert all(later - earlier >= 0.03 for earlier, later in itertools.pairwise(arrivals))
 
 
 def test_client_disconnect_mid_stream_is_quiet(capfd: pytest.CaptureFixture[str]) -> None:

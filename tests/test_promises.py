@@ -192,6 +192,6 @@ def test_tools_check_reports_a_plugin_that_takes_a_built_in_name(cli, tmp_path: 
 def test_redacting_long_texts_takes_linear_time():
     from agentcli.audit import redact
     started = time.monotonic()
-    for text in ("w" * 200_000, "password" * 25_000, "token:" + " " * 100_000):
-        redact({"text": text})
+    for value in ("w" * 200_000, "password" * 25_000, "token:" + " " * 100_000):
+        redact({"text": value})
     assert time.monotonic() - started < 2

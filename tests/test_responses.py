@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from openai_server import json_reply, raw_sse
 
 

@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import AGENTCLI
 from openai_server import Call, cut, error, fixture_path, raw_sse, slow, text, tool_calls
 
@@ -251,7 +250,7 @@ def test_500_after_retries_is_exit_1_with_one_line(cli, server, run_args):
     result = cli("run", *run_args, "x")
     assert result.code == 1
     assert len(server.requests) == 3
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "server error" in lines[0] and "500" in lines[0]
     assert "Traceback" not in result.stderr
 

@@ -6,7 +6,6 @@ import os
 import sys
 
 import pexpect
-
 from openai_server import Call, text, tool_calls
 
 

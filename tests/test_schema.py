@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from openai_server import Call, json_reply, text, tool_calls
-from openai_server import raw_sse
+from openai_server import Call, json_reply, raw_sse, text, tool_calls
 from test_responses import text_stream
 
 PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from http_server import TEXT, LoopbackServer
 from openai_server import Call, text, tool_calls
 from test_chat import QUESTION, chat, last_tool_message, plain  # noqa: F401  (fixture)

@@ -16,12 +16,11 @@ import sys
 from pathlib import Path
 
 import pexpect
-
 from openai_server import Call, text, tool_calls
 
 HOSTILE = ("clip\x1b]52;c;cHduZWQ=\x07 clear\x1b[2J\x1b[H title\x1b]0;owned\x07 "
            "bidi\u202eevil\u2066iso\u2069 c1\x9b31m del\x7f bs\x08 cr\r bell\x07")
-ORDINARY = "family 👨\u200d👩\u200d👧 and می\u200cخواهم\tafter a tab\nsecond line"
+ORDINARY = "family 👨\u200d👩\u200d👧 and می\u200cخواهم\tafter a tab\nsecond line"  # noqa: RUF001 -- Persian on purpose
 ANSWER = HOSTILE + "\n" + ORDINARY
 RAW = ["\x1b]52", "\x1b[2J", "\x1b[H", "\x1b]0;", "\u202e", "\u2066", "\u2069", "\x9b", "\x7f",
        "\x08", "\x07"]

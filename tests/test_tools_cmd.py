@@ -84,7 +84,7 @@ def test_call_validates_and_asks_like_a_model_call(cli, home):
     assert unattended.code == 1 and "no one was there to approve it" in unattended.stderr
     approved = cli("tools", "call", "calculator", "expression=1+1", "--yes")
     assert (approved.code, approved.stdout) == (0, "2\n")
-    entries = [json.loads(l) for l in (home / "state" / "agentcli" / "audit.jsonl").read_text().splitlines()]
+    entries = [json.loads(line) for line in (home / "state" / "agentcli" / "audit.jsonl").read_text().splitlines()]
     assert [(e["tool"], e["status"], e["decision"]) for e in entries] == [
         ("calculator", "error", "not asked"), ("calculator", "denied", "denied"),
         ("calculator", "ok", "approved")]
@@ -102,8 +102,8 @@ def test_check_reports_each_problem_and_exits_1(cli, tmp_path):
     assert result.code == 1
     lines = result.stdout.splitlines()
     assert f"{d / 'bad.py'}:1: ModuleNotFoundError: No module named 'nope_missing_module'" in lines
-    assert any(l.startswith(f"{d / 'broken.py'}:1: syntax error") for l in lines)
-    assert any(l.startswith(f"{d / 'exits.py'}:2: called sys.exit(0)") for l in lines)
+    assert any(line.startswith(f"{d / 'broken.py'}:1: syntax error") for line in lines)
+    assert any(line.startswith(f"{d / 'exits.py'}:2: called sys.exit(0)") for line in lines)
     assert "3 problem(s)" in result.stderr and "1 tool(s)" in result.stderr
 
 

@@ -20,8 +20,17 @@ from ..schema import load_schema
 from ..ui.console import stderr_console
 from ..ui.render import notice_line
 from ..ui.safe_text import json_visible
-from .common import (CommonOptions, approve_all, build_agent, build_registry, load_rules,
-                     load_settings, reported, stderr, tool_choice)
+from .common import (
+    CommonOptions,
+    approve_all,
+    build_agent,
+    build_registry,
+    load_rules,
+    load_settings,
+    reported,
+    stderr,
+    tool_choice,
+)
 
 
 @dataclass

@@ -37,8 +37,16 @@ from ..ui.console import stdout_console
 from ..ui.repl import ChatCompleter, Prompt, SlashCommands
 from ..ui.safe_text import visible
 from ..ui.stream import TurnView
-from .common import (CommonOptions, approve_all, build_agent, build_registry, load_rules,
-                     load_settings, reported, tool_choice)
+from .common import (
+    CommonOptions,
+    approve_all,
+    build_agent,
+    build_registry,
+    load_rules,
+    load_settings,
+    reported,
+    tool_choice,
+)
 from .sessions_cmd import print_conversation, session_table
 
 TRUST_QUESTION = "Trust this directory's tools.d and agentcli.toml? [y/N] "

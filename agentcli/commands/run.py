@@ -13,8 +13,14 @@ from ..agent import Agent
 from ..config import Settings
 from ..conversation import Conversation, new_id
 from ..endpoint import resolve
-from ..errors import (AgentCLIError, Interrupted, MaxStepsReached, SchemaMismatch, SessionError,
-                      UsageError)
+from ..errors import (
+    AgentCLIError,
+    Interrupted,
+    MaxStepsReached,
+    SchemaMismatch,
+    SessionError,
+    UsageError,
+)
 from ..events import Event, Notice, TextDelta, ToolFinished, TurnResult
 from ..schema import AnswerSchema, load_schema, request_format
 from ..schema import answer as schema_answer
@@ -22,8 +28,18 @@ from ..sessions import SessionStore
 from ..ui.console import stderr_console
 from ..ui.render import for_output, notice_line, plugin_output, tool_result_line
 from ..ui.safe_text import json_visible, visible
-from .common import (CommonOptions, build_agent, build_registry, choose_approver, load_rules,
-                     load_settings, reported, stderr, stdin_is_terminal, tool_choice)
+from .common import (
+    CommonOptions,
+    build_agent,
+    build_registry,
+    choose_approver,
+    load_rules,
+    load_settings,
+    reported,
+    stderr,
+    stdin_is_terminal,
+    tool_choice,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -174,11 +190,11 @@ def _run(opts: RunOptions, console: Console, output: _Output) -> int:
         result, data = _turn(agent, conv, query, choice, schema)
     except (MaxStepsReached, SchemaMismatch) as exc:
         saved = _save(store, conv, console) if saving else None
-        output.known = _json(exc.result, saved)  # type: ignore[attr-defined]
+        output.known = _json(exc.result, saved)
         if opts.schema:
             output.known["data"] = None
         if not opts.json and not opts.schema and isinstance(exc, MaxStepsReached):
-            output.finish(exc.result, saved)  # type: ignore[attr-defined]
+            output.finish(exc.result, saved)
         raise
     except BaseException as exc:
         if isinstance(exc, Interrupted):

@@ -12,6 +12,7 @@ from ..conversation import Conversation
 from ..errors import ToolNotFound, UsageError
 from ..executor import Limits, ToolExecutor
 from ..messages import ToolCall
+from ..policy import Rules
 from ..tools.base import Tool
 from ..tools.builtins import builtin_tools
 from ..tools.http import http_tools
@@ -19,10 +20,18 @@ from ..tools.loader import LoadReport, load_dir, plugin_files
 from ..tools.registry import ToolRegistry
 from ..ui.render import for_output, plugin_output, stats_text
 from ..ui.safe_text import visible
-from ..policy import Rules
-from .common import (CommonOptions, audit_log, build_registry, choose_approver, load_rules,
-                     load_settings,
-                     reported, stderr, stdin_is_terminal, tool_dirs)
+from .common import (
+    CommonOptions,
+    audit_log,
+    build_registry,
+    choose_approver,
+    load_rules,
+    load_settings,
+    reported,
+    stderr,
+    stdin_is_terminal,
+    tool_dirs,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import McpServer
-from ..tools.base import Tool
 from ..tools.registry import ToolRegistry
 from .manager import McpManager
 from .tools import mcp_tools

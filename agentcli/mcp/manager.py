@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 from .. import paths
 from ..config import McpServer, expand
@@ -212,7 +212,7 @@ def _client(state: ServerState, log: IO[str], manager: McpManager) -> Any:
         params = StdioServerParameters(
             command=cfg.command, args=list(cfg.args), cwd=cfg.cwd,
             env={k: expand(v) for k, v in cfg.env.items()})
-        transport: Any = stdio_client(params, errlog=log)
+        transport: Any = stdio_client(params, errlog=cast(TextIO, log))
     else:
         transport = _http_transport(cfg)
     return Client(transport, message_handler=on_message, cache=None, mode="legacy")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, cast
 
 from ..tools.runner import serialise
 
@@ -32,7 +32,7 @@ def result_text(result: Any) -> str:
     if text and _wraps(structured, text):
         return "\n".join(p for p in parts if p)
     if _same_json(text, structured):
-        parts = [p for p, b in zip(parts, blocks) if getattr(b, "type", None) != "text"]
+        parts = [p for p, b in zip(parts, blocks, strict=False) if getattr(b, "type", None) != "text"]
     parts.append(json.dumps(structured) if isinstance(structured, str) else serialise(structured))
     return "\n".join(p for p in parts if p)
 
@@ -49,7 +49,7 @@ def part_text(block: Any) -> str:
     """One content block as text (a one-line summary for what is not text)."""
     kind = getattr(block, "type", None)
     if kind == "text":
-        return block.text
+        return cast(str, block.text)
     if kind in ("image", "audio"):
         return f"[{kind}: {block.mime_type}, {_size(block.data):,} bytes]"
     if kind == "resource_link":
@@ -68,7 +68,7 @@ def _link(block: Any) -> str:
 def _embedded(resource: Any) -> str:
     text = getattr(resource, "text", None)
     if text is not None:
-        return text
+        return cast(str, text)
     mime = getattr(resource, "mime_type", None) or "application/octet-stream"
     return f"[resource {resource.uri}: {mime}, {_size(resource.blob):,} bytes]"
 
@@ -83,6 +83,6 @@ def _size(data: str) -> int:
 
 def _same_json(text: str, value: Any) -> bool:
     try:
-        return json.loads(text) == value
+        return bool(json.loads(text) == value)
     except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
         return False

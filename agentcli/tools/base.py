@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -99,6 +99,7 @@ class Tool:
         if self._validator is not None:
             kwargs = self._validate_schema(arguments)
         else:
+            assert self.args_model is not None  # set whenever there is no _validator
             try:
                 parsed = self.args_model.model_validate(arguments)
             except ValidationError as exc:
@@ -122,12 +123,26 @@ class Tool:
         return dict(arguments)
 
 
+@overload
+def tool(func: Callable[..., Any], *, name: str | None = None,
+         description: str | None = None, policy: Policy | None = None,
+         timeout: float | None = None, max_calls_per_minute: int | None = None,
+         parameters: dict[str, Any] | None = None, isolated: bool = False,
+         scope: Callable[[dict[str, Any]], str] | None = None, side_effects: bool = False,
+         untrusted_output: bool = False) -> Tool: ...
+@overload
+def tool(func: None = None, *, name: str | None = None,
+         description: str | None = None, policy: Policy | None = None,
+         timeout: float | None = None, max_calls_per_minute: int | None = None,
+         parameters: dict[str, Any] | None = None, isolated: bool = False,
+         scope: Callable[[dict[str, Any]], str] | None = None, side_effects: bool = False,
+         untrusted_output: bool = False) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
          description: str | None = None, policy: Policy | None = None,
          timeout: float | None = None, max_calls_per_minute: int | None = None,
          parameters: dict[str, Any] | None = None, isolated: bool = False,
          scope: Callable[[dict[str, Any]], str] | None = None, side_effects: bool = False,
-         untrusted_output: bool = False) -> Any:
+         untrusted_output: bool = False) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed function into a tool; use as ``@tool`` or ``@tool(name=...)``.
 
     Args:
@@ -252,7 +267,7 @@ def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, list):
             return [strip(v) for v in node]
         return node
-    cleaned = strip(schema)
+    cleaned: dict[str, Any] = strip(schema)
     cleaned.setdefault("properties", {})
     return cleaned
 

@@ -16,7 +16,7 @@ import ast
 import math
 import operator
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from simpleeval import SimpleEval
 
@@ -374,7 +374,7 @@ def _apply(function: Callable[..., Number], *args: Number) -> Number:
         return function(*args)
     except CalculatorError:
         raise
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a clean message
+    except Exception as exc:
         raise CalculatorError(_describe(exc)) from None
 
 
@@ -460,14 +460,14 @@ class _NumberEval(SimpleEval):  # type: ignore[misc]
         super().__init__(operators=dict(_OPERATORS), names=dict(_CONSTANTS),
                          functions={name: entry[0] for name, entry in _FUNCTIONS.items()})
         allowed = (ast.Constant, ast.Name, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Call)
-        self.nodes = {kind: handler for kind, handler in self.nodes.items() if kind in allowed}
+        self.nodes: dict[type[ast.AST], Any] = {kind: handler for kind, handler in self.nodes.items() if kind in allowed}
         self.nodes[ast.BinOp] = self._eval_chain
 
     def _eval_chain(self, node: ast.BinOp) -> Number:
         """A binary operation whose left-hand chain is evaluated in a loop (simpleeval's own
         handler recurses once per term, and fails near 500 terms)."""
         first, chain = _left_spine(node)
-        value = self._eval(first)
+        value: Number = self._eval(first)
         for link in chain:
             value = self.operators[type(link.op)](value, self._eval(link.right))
         return value

@@ -17,7 +17,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 
@@ -25,9 +25,20 @@ from ..config import HttpSettings
 from ..errors import InvalidArguments
 from .base import Tool
 from .disguise import SecretForms, strings
-from .netguard import (Deadline, GuardedBackend, GuardedTransport, HostPolicy, HttpFailed,
-                       HttpRefused, HttpTimeout, Resolver, check_target, clip, default_port,
-                       parse_url)
+from .netguard import (
+    Deadline,
+    GuardedBackend,
+    GuardedTransport,
+    HostPolicy,
+    HttpFailed,
+    HttpRefused,
+    HttpTimeout,
+    Resolver,
+    check_target,
+    clip,
+    default_port,
+    parse_url,
+)
 
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -182,7 +193,7 @@ def next_request(client: httpx2.Client, request: httpx2.Request, status: int, lo
     except (httpx2.InvalidURL, UnicodeError) as exc:
         raise HttpFailed(f"redirect to an invalid URL {clip(location)}: {str(exc)[:200]}") from None
     check_target(target, policy, HttpRefused, location)
-    method, content = request.method, request.content
+    method, content = request.method, cast(bytes | None, request.content)
     headers = request.headers.copy()
     for name in ("host", "content-length"):
         headers.pop(name, None)

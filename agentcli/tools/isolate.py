@@ -101,12 +101,12 @@ def _worker(job: Callable[[], str], read_fd: int, write_fd: int, memory_mb: int 
             reply = b"R" + job().encode()
         except MemoryError:
             reply = b"M"  # allocates nothing
-        except BaseException as exc:  # noqa: BLE001 - everything goes back as a message
+        except BaseException as exc:
             reply = b"E" + describe(exc).encode()
         view = memoryview(reply)
         while view:
             view = view[os.write(write_fd, view):]
-    except BaseException:  # noqa: BLE001 - the parent reports a worker without an answer
+    except BaseException:
         code = 70
     finally:
         os._exit(code)

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpcore2
 import httpx2
@@ -503,7 +503,7 @@ class GuardedTransport(httpx2.BaseTransport):
         with _mapped_errors():
             answer = self.pool.handle_request(core)
         return httpx2.Response(status_code=answer.status, headers=answer.headers,
-                               stream=_BodyStream(answer.stream), extensions=answer.extensions)
+                               stream=_BodyStream(cast(Iterable[bytes], answer.stream)), extensions=answer.extensions)
 
     def close(self) -> None:
         with _mapped_errors():

@@ -230,7 +230,8 @@ class _RoutedStream(io.TextIOBase):
         buffer = _captured.buffer
         if buffer is not None:
             return buffer.write(text)
-        return (self.detour or self.real).write(text)
+        written: int = (self.detour or self.real).write(text)
+        return written
 
     def flush(self) -> None:
         if _captured.buffer is None:

@@ -18,7 +18,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TextIO
 
 from prompt_toolkit import PromptSession
@@ -159,10 +159,8 @@ def flush_typeahead(stream: TextIO | None = None) -> None:
     """Throw away every key typed but not yet read: the tty's and prompt_toolkit's."""
     stream = stream or sys.stdin
     flush_tty(stream)
-    try:
+    with suppress(OSError, ValueError, AttributeError):
         clear_typeahead(create_input(stream))
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def chat_approver(console: Console, *, output: Output | None = None) -> TerminalApprover:

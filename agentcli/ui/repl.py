@@ -8,6 +8,7 @@ Ctrl-C clears the line. ``SlashCommands`` runs ``/help``, ``/model``... on a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,10 +85,8 @@ class _QuietHistory(FileHistory):
             return
 
     def store_string(self, string: str) -> None:
-        try:
+        with contextlib.suppress(OSError):
             super().store_string(string)
-        except OSError:
-            pass
 
 
 class ChatCompleter(Completer):
@@ -145,10 +144,8 @@ class Prompt:
 
     def __init__(self, history_file: Path, completer: Completer,
                  toolbar: Callable[[], str]) -> None:
-        try:
+        with contextlib.suppress(OSError):
             history_file.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            pass
         slash = Condition(lambda: self.session.default_buffer.text.startswith("/"))
         self.session: PromptSession[str] = PromptSession(
             PROMPT, history=_QuietHistory(str(history_file)), completer=completer,

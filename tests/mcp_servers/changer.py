@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import Context, MCPServer
-
 from _serve import serve
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("changer", log_level="WARNING")
 

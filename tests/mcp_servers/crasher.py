@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
-
 from _serve import serve
+from mcp.server.mcpserver import MCPServer
 
 server = MCPServer("crasher", log_level="WARNING")
 

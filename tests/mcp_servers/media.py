@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from _serve import serve
 from mcp.server.mcpserver import Image, MCPServer
 from mcp.types import CallToolResult, ResourceLink, TextContent
-
-from _serve import serve
 
 server = MCPServer("media", log_level="WARNING")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(12_337)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from _serve import serve
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
-
-from _serve import serve
 
 server = MCPServer("normal", log_level="WARNING")
 

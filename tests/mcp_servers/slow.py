@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from mcp.server.mcpserver import MCPServer
-
 from _serve import serve
+from mcp.server.mcpserver import MCPServer
 
 server = MCPServer("slow", log_level="WARNING")
 
