@@ -148,7 +148,7 @@ def test_stats_per_tool():
     lines = out.file.getvalue().splitlines()
     assert any(line.split()[:6] == ["calculator", "2", "1", "50%", "20", "29"] for line in lines)
     assert "error: division by zero (1)" in out.file.getvalue()
-    assert any(line.split() == ["current_time", "1", "0", "0%", "5", "5"] for line in lines)
+    assert any(line.split() == ["current_time", "1", "0", "0%", "5", "5", "0"] for line in lines)
 
 
 def test_an_unexpected_error_in_a_turn_is_one_line_and_the_turn_is_saved(home):
