@@ -40,6 +40,7 @@ from . import paths
 from .conversation import SCHEMA_VERSION, Conversation
 from .errors import NoSuchSession, SessionError
 from .messages import Message
+from .nesting import shape_problem
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 LOCK_TIMEOUT = 5.0
@@ -49,8 +50,6 @@ MAX_DEPTH = 32
 MIN_SECRET = 8
 """Shorter API keys (``ollama``, ``x``) are placeholders, not secrets, and are not redacted."""
 REDACTED = "[redacted]"
-_STRINGS = re.compile(r'"(?:[^"\\]++|\\.)*+"')
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
 
 
 class SessionBusy(SessionError):
@@ -65,24 +64,21 @@ class Saved:
     merged: bool = False
 
 
-def nesting_depth(text: str) -> int:
-    """The deepest bracket nesting of JSON ``text``, found without recursion."""
-    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
-    depth = deepest = 0
-    for char in brackets:
-        depth += 1 if char in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
 def parse(text: str) -> Conversation:
-    """A conversation from a session file's text; ValueError if it is not one."""
-    if nesting_depth(text) > MAX_DEPTH:
-        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    """A conversation from a session file's text; ValueError if it is not one.
+
+    The nesting is checked (``nesting.shape_problem``) before pydantic walks the
+    data; the JSON parser itself stops at its recursion limit.
+    """
+    too_deep = f"nested more than {MAX_DEPTH} levels deep"
     try:
-        return Conversation.model_validate(json.loads(text))
+        data = json.loads(text)
     except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise ValueError(too_deep) from None
+    if shape_problem(data, MAX_DEPTH) is not None:
+        raise ValueError(too_deep)
+    try:
+        return Conversation.model_validate(data)
     except ValidationError as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
 
