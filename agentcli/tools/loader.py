@@ -19,11 +19,14 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 from ..errors import PluginLoadError
 from ..hooks import Hook
 from .base import Tool
 from .runner import capture_thread_output, fd1_captured, route_tool_output
+
+_T = TypeVar("_T", Tool, Hook)
 
 #: Seconds a plugin file may take to import, unless the caller says otherwise.
 IMPORT_TIMEOUT = 30.0
@@ -51,24 +54,23 @@ def load_dir(directory: Path, report: LoadReport | None = None, *,
     report = report or LoadReport()
     for path in plugin_files(directory):
         try:
-            tools, printed = load_file(path, timeout=timeout)
+            module, printed = _load(path, timeout)
         except PluginLoadError as exc:
             report.errors.append(exc)
             continue
-        report.tools.extend(tools)
-        report.hooks.extend(hooks_in(path))
+        report.tools.extend(_found(module, Tool, path))
+        report.hooks.extend(_found(module, Hook, path))
         if printed.strip():
             report.output.append(f"{path}: plugin output: {printed.strip()}")
     return report
 
 
-def hooks_in(path: Path) -> list[Hook]:
-    """The ``@hook`` functions of a plugin file loaded with ``load_file``."""
-    module = sys.modules.get(_module_name(path))
-    hooks = [obj for obj in vars(module).values() if isinstance(obj, Hook)] if module else []
-    for h in hooks:
-        h.source = str(path)
-    return hooks
+def _found(module: ModuleType, kind: type[_T], path: Path) -> list[_T]:
+    """The objects of ``kind`` (tools or hooks) a plugin module defines, marked with its file."""
+    found = [obj for obj in vars(module).values() if isinstance(obj, kind)]
+    for obj in found:
+        obj.source = str(path)
+    return found
 
 
 def _module_name(path: Path) -> str:
@@ -83,6 +85,12 @@ def load_file(path: Path, *, timeout: float = IMPORT_TIMEOUT) -> tuple[list[Tool
     The import runs in a daemon thread; one that does not finish within
     ``timeout`` seconds is a load error, and nothing of it is registered.
     """
+    module, printed = _load(path, timeout)
+    return _found(module, Tool, path), printed
+
+
+def _load(path: Path, timeout: float) -> tuple[ModuleType, str]:
+    """Import one plugin file: its module, and whatever it printed."""
     try:
         source = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
@@ -100,10 +108,7 @@ def load_file(path: Path, *, timeout: float = IMPORT_TIMEOUT) -> tuple[list[Tool
     except PluginLoadError:
         sys.modules.pop(name, None)
         raise
-    tools = [obj for obj in vars(module).values() if isinstance(obj, Tool)]
-    for t in tools:
-        t.source = str(path)
-    return tools, printed
+    return module, printed
 
 
 def _import(module: ModuleType, source: str, path: Path, timeout: float) -> str:
