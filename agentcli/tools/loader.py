@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import queue
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -111,28 +113,52 @@ def _load(path: Path, timeout: float) -> tuple[ModuleType, str]:
     return module, printed
 
 
+class _Importer:
+    """One daemon thread that runs plugin imports, one at a time, for as long as
+    none hangs: starting a thread for every file would cost more than most
+    imports. A file that does not finish in time leaves its thread behind; the
+    next file gets a new one."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="plugin-import", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self.jobs.get()()
+
+
+_importer: _Importer | None = None
+
+
 def _import(module: ModuleType, source: str, path: Path, timeout: float) -> str:
-    """Run the module's code in a daemon thread with a deadline; return what it printed.
+    """Run the module's code in the import thread with a deadline; return what it printed.
 
     Its ``print`` goes to its own buffer, and file descriptor 1 is captured
     meanwhile, so nothing a plugin writes at import reaches stdout.
     """
+    global _importer
     buffer = io.StringIO()
     failure: list[BaseException] = []
+    done = threading.Event()
 
-    def target() -> None:
+    def job() -> None:
         capture_thread_output(buffer)
         try:
             exec(compile(source, str(path), "exec"), module.__dict__)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: a plugin must not stop us
             failure.append(exc)
+        finally:
+            capture_thread_output(None)
+            done.set()
 
     route_tool_output()
     with fd1_captured() as written:
-        thread = threading.Thread(target=target, name=f"import-{path.name}", daemon=True)
-        thread.start()
-        thread.join(timeout)
-    if thread.is_alive():
+        _importer = _importer or _Importer()
+        _importer.jobs.put(job)
+        finished = done.wait(timeout)
+    if not finished:
+        _importer = None  # its thread is stuck in this file
         raise PluginLoadError(str(path), None,
                               f"import did not finish within {timeout:g} s; skipped")
     if failure:
