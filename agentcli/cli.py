@@ -7,7 +7,7 @@ prompt_toolkit, plugins) is imported by the command that needs it, so that
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,41 @@ from . import __version__
 
 if TYPE_CHECKING:
     from .commands.common import CommonOptions
+
+
+def _skip_needless_coercion() -> None:
+    """Let typer skip building a pydantic TypeAdapter where it would not use one.
+
+    typer builds one adapter per parameter of the invoked command before it
+    looks at the value, even for an option that was not given (its value is
+    None, which it then returns as is) or a ``str`` option given a string.
+    That costs several milliseconds per parameter at every start. Both cases
+    are answered here exactly as typer would answer them; every other value
+    goes through typer's own coercion.
+    """
+    core = getattr(typer, "core", None)
+    parameter = getattr(core, "_TyperParameter", None)
+    original = getattr(parameter, "process_value", None)
+    if parameter is None or original is None or getattr(original, "_agentcli_fast", False):
+        return
+
+    def process_value(self: Any, ctx: Any, value: Any) -> Any:
+        annotation = getattr(getattr(self, "type_descriptor", None), "annotation", None)
+        if value is None:
+            value = () if (self.multiple or self.nargs == -1) else None
+        elif not (annotation is str and type(value) is str):
+            return original(self, ctx, value)
+        if self.required and self.value_is_missing(value):
+            return original(self, ctx, value)  # typer's own error for a missing value
+        if self.callback is not None:
+            value = self.callback(ctx, self, value)
+        return value
+
+    process_value._agentcli_fast = True  # type: ignore[attr-defined]
+    parameter.process_value = process_value
+
+
+_skip_needless_coercion()
 
 app = typer.Typer(name="agentcli", no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,

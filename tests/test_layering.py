@@ -37,8 +37,7 @@ def test_version_and_help_import_nothing_heavy():
 
 
 def test_command_help_loads_no_sdk_and_no_ui():
-    # typer itself validates command parameters with pydantic; nothing else loads
-    assert roots(after_cli("run", "--help"), UI_AND_SDK) == set()
+    assert roots(after_cli("run", "--help"), HEAVY) == set()
 
 
 def test_a_piped_run_loads_no_ui(home, server, run_args):
@@ -89,3 +88,26 @@ def test_the_mcp_sdk_loads_only_when_a_server_is_configured(home):
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text('[mcp.servers.x]\ncommand = "no-such-mcp-command"\n')
     assert "mcp" in after_cli("tools", "list")
+
+
+def parsed_run(*argv: str) -> tuple[dict[str, object], bool]:
+    """``run``'s parameters as typer hands them over, and whether pydantic was loaded."""
+    code = ("import json, sys\nfrom agentcli.cli import app\nimport typer.main\n"
+            "command = typer.main.get_command(app).commands['run']\n"
+            f"ctx = command.make_context('run', {list(argv)!r})\n"
+            "print(json.dumps(ctx.params, default=str))\n"
+            "print(json.dumps('pydantic' in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    params, loaded = out.stdout.strip().splitlines()[-2:]
+    return json.loads(params), json.loads(loaded)
+
+
+def test_text_options_are_parsed_without_pydantic():
+    # typer would build a pydantic adapter for each of run's parameters, given or not
+    params, loaded = parsed_run("-m", "m", "--base-url", "http://x/v1", "what is 2+2")
+    assert params["model"] == "m" and params["query"] == "what is 2+2"
+    assert params["max_steps"] is None and params["config"] is None and params["yes"] is False
+    assert params["tools_dir"] == []
+    assert loaded is False
+    params, _ = parsed_run("--max-steps", "3", "--tools-dir", "a", "--tools-dir", "b", "q")
+    assert params["max_steps"] == 3 and params["tools_dir"] == ["a", "b"]
