@@ -7,10 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from forkserver import ForkServer
 from openai_server import OpenAIServer, openai_server  # noqa: F401  (fixture)
 
 AGENTCLI = [sys.executable, "-m", "agentcli"]
@@ -47,15 +49,34 @@ class Result:
     stderr: str
 
 
+@pytest.fixture(scope="session")
+def fork_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer | None]:
+    """One warm interpreter per test process (see forkserver.py), unless AGENTCLI_TEST_FRESH=1."""
+    if os.environ.get("AGENTCLI_TEST_FRESH") == "1":
+        yield None
+        return
+    server = ForkServer(tmp_path_factory.mktemp("fork"))
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def cli(home: Path):
-    """Run the real command: ``cli("run", "hi", input="...", env={...})``."""
+def cli(home: Path, fork_server: ForkServer | None):
+    """Run the real command in a new process: ``cli("run", "hi", input="...", env={...})``.
+
+    The process is forked from a warm interpreter (forkserver.py); ``fresh=True``
+    starts a new interpreter instead, for tests about imports or start-up settings.
+    """
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 30) -> Result:
+            timeout: float = 30, fresh: bool = False) -> Result:
         full_env = {**os.environ, **(env or {})}
-        proc = subprocess.run([*AGENTCLI, *args], input=input if input is not None else "",
-                              capture_output=True, text=True, env=full_env, timeout=timeout,
-                              cwd=os.getcwd())
+        if fork_server is not None and not fresh and fork_server.usable(full_env):
+            proc = fork_server.run(list(args), input=input or "", env=full_env,
+                                   cwd=os.getcwd(), timeout=timeout)
+        else:
+            proc = subprocess.run([*AGENTCLI, *args], input=input if input is not None else "",
+                                  capture_output=True, text=True, env=full_env,
+                                  timeout=timeout, cwd=os.getcwd())
         return Result(proc.returncode, proc.stdout, proc.stderr)
     return run
 
