@@ -40,6 +40,10 @@ class BatchOptions(CommonOptions):
     prompt: str | None = None
     parallel: int = 4
     schema: str | None = None
+    backend: str = "local"
+
+
+BACKENDS = ("local", "openai-batch")
 
 
 def batch_command(opts: BatchOptions) -> int:
@@ -54,10 +58,18 @@ def _batch(opts: BatchOptions, console: Console) -> int:
     schema = load_schema(opts.schema) if opts.schema is not None else None
     if opts.parallel < 1:
         raise UsageError("--parallel must be at least 1")
+    if opts.backend not in BACKENDS:
+        raise UsageError(f"--backend {opts.backend}: choose one of {', '.join(BACKENDS)}")
+    if opts.backend == "openai-batch" and opts.output is None:
+        raise UsageError("--backend openai-batch needs -o OUT.jsonl: the run keeps its state "
+                         "beside that file (OUT.jsonl.state) so that it can resume")
     ids = check_ids(opts.input, opts.prompt)
     done = done_ids(opts.output) & ids
     approve = approve_all if opts.yes and opts.policy is None else DenyAsking()
     runner = _runner(opts, console, approve, schema)
+    if opts.backend == "openai-batch":
+        assert opts.output is not None
+        return _batch_api(opts, console, runner, approve, done)
     writer = ResultWriter(opts.output, *_on_terminal(opts.output))
     tally = Tally(total=len(ids) - len(done))
     tasks = (t for t in read_tasks(opts.input, opts.prompt) if t.key not in done)
@@ -71,6 +83,43 @@ def _batch(opts: BatchOptions, console: Console) -> int:
     except AgentCLIError:
         _summary(tally, len(done), approve)
         raise
+    _summary(tally, len(done), approve)
+    return 0 if tally.failed == 0 else 1
+
+
+def _batch_api(opts: BatchOptions, console: Console, runner: TaskRunner, approve: Approver,
+               done: set[str]) -> int:
+    """``--backend openai-batch``: every model step of the open tasks as one Batch API job."""
+    from ..batch_api import BatchApiRun, StateFile, poll_interval, state_path
+
+    assert opts.output is not None
+    states = StateFile(state_path(opts.output))
+    states.lock()
+    writer = ResultWriter(opts.output)
+    tally = Tally()
+    keep = _keep(writer, tally, lambda: None)
+    say = lambda text: console.print(notice_line(text))  # noqa: E731
+    driver = BatchApiRun(runner, states, finished=keep, say=say, parallel=opts.parallel,
+                         poll=poll_interval())
+    finished = False
+    try:
+        tally.total = driver.start(read_tasks(opts.input, opts.prompt), done) + tally.done
+        driver.run()
+        finished = True
+    except KeyboardInterrupt:
+        writer.close()
+        pending = driver.pending()
+        if pending:
+            stderr_console().print(notice_line(
+                f"batch: {', '.join(pending[:3])}{' and more' if len(pending) > 3 else ''} "
+                f"still running at the provider; the state is in {states.path}"))
+        _summary(tally, len(done), approve, interrupted=True)
+        return 130
+    except AgentCLIError:
+        _summary(tally, len(done), approve)
+        raise
+    finally:
+        states.unlock(remove=finished)
     _summary(tally, len(done), approve)
     return 0 if tally.failed == 0 else 1
 
