@@ -15,6 +15,7 @@ in flight by its id instead of submitting it again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -166,6 +167,8 @@ class StateFile:
             finally:
                 os.close(directory)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
             raise AgentCLIError(f"cannot write {self.path} ({exc.strerror or exc}); the batch "
                                 "stopped, and the same command resumes it") from None
 
@@ -196,7 +199,7 @@ class BatchApiRun:
         self.endpoint = ("/v1/responses" if isinstance(provider, ResponsesProvider)
                          else "/v1/chat/completions")
         self.client: Any = provider.client.with_options(max_retries=3)
-        self.where = provider.settings.base_url or "the OpenAI API"
+        self.where = provider._where()
         self.state = State(endpoint=self.endpoint)
         self._agents: dict[str, Agent] = {}
 
@@ -254,18 +257,29 @@ class BatchApiRun:
     # ---- submitting ------------------------------------------------------------------
 
     def _submit_all(self) -> None:
-        groups: dict[str, list[dict[str, Any]]] = {}
+        """Every open task's next request, one job per model (split at the API's limits)."""
         self.runner.registry.refresh()
         registry = self.runner.registry
         schemas = registry.schemas(strict=self.runner.strict) if len(registry) else []
-        for key in list(self.state.tasks):
-            line = self._request(key, schemas)
-            if line is not None:
-                groups.setdefault(line["body"]["model"], []).append(line)
-        self.states.save(self.state)  # tasks that could not be sent are gone
-        for model, lines in groups.items():
-            for start in range(0, len(lines), MAX_REQUESTS):
-                self._submit(model, lines[start:start + MAX_REQUESTS])
+        filling: dict[str, _Spool] = {}
+        ready: list[_Spool] = []
+        try:
+            for key in list(self.state.tasks):
+                line = self._request(key, schemas)
+                if line is None:
+                    continue
+                model = line["body"]["model"]
+                spool = filling.get(model)
+                if spool is None or spool.full():
+                    spool = filling[model] = _Spool(model)
+                    ready.append(spool)
+                spool.add(line)
+            self.states.save(self.state)  # tasks that could not be sent are gone
+            for spool in ready:
+                self._submit(spool)
+        finally:
+            for spool in ready:
+                spool.file.close()
 
     def _request(self, key: str, schemas: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The JSONL line of a task's next request (None: it ended with an error line)."""
@@ -284,15 +298,12 @@ class BatchApiRun:
         return {"custom_id": f"{key}#{task.request}", "method": "POST", "url": self.endpoint,
                 "body": body}
 
-    def _submit(self, model: str, lines: list[dict[str, Any]]) -> None:
-        with tempfile.TemporaryFile("w+b") as handle:
-            for line in lines:
-                handle.write(json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n")
-            handle.seek(0)
-            uploaded = self._call("uploading the requests", self.client.files.create,
-                                  file=("agentcli-batch.jsonl", handle), purpose="batch")
-        job = Job(model=model, endpoint=self.endpoint, input_file_id=uploaded.id,
-                  requests=[line["custom_id"] for line in lines])
+    def _submit(self, spool: _Spool) -> None:
+        spool.file.seek(0)
+        uploaded = self._call("uploading the requests", self.client.files.create,
+                              file=("agentcli-batch.jsonl", spool.file), purpose="batch")
+        job = Job(model=spool.model, endpoint=self.endpoint, input_file_id=uploaded.id,
+                  requests=spool.ids)
         self.state.jobs.append(job)
         self.states.save(self.state)
         self._create(job)
@@ -347,20 +358,24 @@ class BatchApiRun:
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
-            for raw in self._lines(file_id):
+            for text in self._lines(file_id):
                 try:
-                    item = json.loads(raw)
+                    item = json.loads(text)
                 except (ValueError, RecursionError):
                     continue
                 if isinstance(item, dict) and isinstance(item.get("custom_id"), str):
                     found.setdefault(item["custom_id"], self._outcome(item))
         return found
 
-    def _lines(self, file_id: str) -> Iterator[bytes]:
-        content = self._call("downloading the results", self.client.files.content, file_id)
-        for raw in content.read().splitlines():
-            if raw.strip():
-                yield raw
+    def _lines(self, file_id: str) -> Iterator[str]:
+        """The lines of a result file, read as they arrive (memory stays flat)."""
+        try:
+            with self.client.files.with_streaming_response.content(file_id) as response:
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield line
+        except openai.APIError as exc:
+            raise self._error("downloading the results", exc) from None
 
     def _outcome(self, item: dict[str, Any]) -> Reply | str:
         response: dict[str, Any] = item["response"] if isinstance(item.get("response"), dict) else {}
@@ -489,16 +504,18 @@ class BatchApiRun:
         """An SDK call; its failure is one readable error that says the run can resume."""
         try:
             return method(*args, **kwargs)
-        except openai.APIStatusError as exc:
-            hint = (" (is it a server with the Batch API? else use --backend local)"
-                    if exc.status_code in (404, 405) else "")
-            raise AgentCLIError(f"{doing} at {self.where} failed ({exc.status_code}: "
-                                f"{_message(exc)}){hint}; the state is kept, and the same "
-                                "command resumes the run") from None
         except openai.APIError as exc:
-            raise AgentCLIError(f"{doing} at {self.where} failed ({_message(exc)}); the state "
-                                "is kept, and the same command resumes the run") from None
+            raise self._error(doing, exc) from None
 
+    def _error(self, doing: str, exc: openai.APIError) -> AgentCLIError:
+        hint, detail = "", _message(exc)
+        if isinstance(exc, openai.APIStatusError):
+            detail = f"{exc.status_code}: {detail}"
+            if exc.status_code in (404, 405):
+                hint = " (is it a server with the Batch API? else use --backend local)"
+        detail = self.runner.provider._scrub(detail)[:300]
+        return AgentCLIError(f"{doing} at {self.where} failed ({detail}){hint}; the state is "
+                             "kept, and the same command resumes the run")
 
 def _line(task_id: Any, status: str, *, answer: str | None = None, data: Any = None,
           error: str | None = None, tool_calls: list[dict[str, Any]] | None = None,
@@ -507,6 +524,28 @@ def _line(task_id: Any, status: str, *, answer: str | None = None, data: Any = N
     return {"id": task_id, "status": status, "answer": answer, "data": data, "error": error,
             "tool_calls": tool_calls or [], "usage": usage or Usage().model_dump(),
             "duration_ms": 0}
+
+
+class _Spool:
+    """The request lines of one job, written to a temporary file as they are made."""
+
+    #: The Batch API's limits for one input file (its size with some room to spare).
+    MAX_BYTES = 190_000_000
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.file = tempfile.TemporaryFile("w+b")  # noqa: SIM115  (closed by _submit_all)
+        self.ids: list[str] = []
+        self.size = 0
+
+    def add(self, line: dict[str, Any]) -> None:
+        data = json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n"
+        self.file.write(data)
+        self.ids.append(line["custom_id"])
+        self.size += len(data)
+
+    def full(self) -> bool:
+        return len(self.ids) >= MAX_REQUESTS or self.size >= self.MAX_BYTES
 
 
 def _why_missing(batch: Any) -> str:

@@ -283,7 +283,7 @@ def calculate_then_say(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return completion(body, "it is " + body["messages"][-1]["content"])
 
 
-def test_two_tool_calling_steps_go_out_as_two_jobs(cli, api, tmp_path):
+def test_two_tool_calling_steps_go_out_as_two_jobs(cli, here, api, tmp_path):
     api.reset(calculate_then_say)
     tasks = write_tasks(tmp_path / "in.jsonl", {"id": "a", "query": "6*7"}, {"id": 2, "query": "2+3"},
                         {"id": "c", "query": "9-1", "system": "be exact"})
@@ -309,11 +309,11 @@ def test_two_tool_calling_steps_go_out_as_two_jobs(cli, api, tmp_path):
     assert len(submitted) == 2 and "(3 requests" in submitted[0]
     assert "batch: 3 ok, 0 failed" in result.stderr
     assert not (tmp_path / "out.jsonl.state").exists()  # a finished run leaves no state
-    again = cli(*batch_args(api, tasks, out, "-y"), env=FAST)
+    again = here(*batch_args(api, tasks, out, "-y"))
     assert again.code == 0 and len(api.created) == 2 and "3 skipped" in again.stderr
 
 
-def test_a_stopped_run_resumes_the_job_in_flight(cli, api, tmp_path):
+def test_a_stopped_run_resumes_the_job_in_flight(here, api, tmp_path):
     api.reset(calculate_then_say, plan=["hold"])
     tasks = write_tasks(tmp_path / "in.jsonl", {"id": "a", "query": "6*7"}, {"id": "b", "query": "1+1"})
     out = tmp_path / "out.jsonl"
@@ -340,7 +340,7 @@ def test_a_stopped_run_resumes_the_job_in_flight(cli, api, tmp_path):
     second.wait(timeout=15)
     assert api.created == ["batch_1"] and len(api.uploads) == 1
     api.release()
-    result = cli(*batch_args(api, tasks, out, "-y"), env=FAST)
+    result = here(*batch_args(api, tasks, out, "-y"))
     assert result.code == 0, result.stderr
     assert api.created == ["batch_1", "batch_2"]  # step 1 was never sent again
     assert sorted(api.requests_of(1)) == ["a#2", "b#2"]
@@ -371,21 +371,25 @@ def test_failed_requests_are_retried_a_few_times_then_reported(here, api, tmp_pa
         sent[query] = sent.get(query, 0) + 1
         if query == "never" or (query == "once" and sent[query] == 1):
             return failure(500, "The server had an error while processing your request.")
+        if query == "garbled" and sent[query] == 1:
+            return 200, {"object": "chat.completion", "choices": "not a list"}
         return completion(body, "fine: " + query)
 
     api.reset(flaky)
     tasks = write_tasks(tmp_path / "in.jsonl", {"id": "ok", "query": "at once"},
-                        {"id": "flaky", "query": "once"}, {"id": "down", "query": "never"})
+                        {"id": "flaky", "query": "once"}, {"id": "down", "query": "never"},
+                        {"id": "garbled", "query": "garbled"})
     out = tmp_path / "out.jsonl"
     result = here(*batch_args(api, tasks, out, "--no-tools"))
     assert result.code == 1
     got = results(out)
     assert got["ok"]["answer"] == "fine: at once" and got["flaky"]["answer"] == "fine: once"
+    assert got["garbled"]["answer"] == "fine: garbled"  # a malformed reply is sent again
     assert got["down"]["status"] == "error" and got["down"]["answer"] is None
     assert "after 3 attempts" in got["down"]["error"]
     assert "500: The server had an error" in got["down"]["error"]
-    assert sent == {"at once": 1, "once": 2, "never": 3}
-    assert len(api.created) == 3 and "batch: 2 ok, 1 failed (1 error)" in result.stderr
+    assert sent == {"at once": 1, "once": 2, "never": 3, "garbled": 2}
+    assert len(api.created) == 3 and "batch: 3 ok, 1 failed (1 error)" in result.stderr
 
 
 def test_schema_repair_is_one_more_step(here, api, tmp_path):
@@ -428,3 +432,42 @@ def test_a_damaged_state_file_is_a_clear_error_and_loses_nothing(here, api, tmp_
     assert result.code == 2 and "not a batch state file" in result.stderr
     assert "Traceback" not in result.stderr and api.created == []
     assert (tmp_path / "out.jsonl.state").read_text() == '{"version": 1, "tasks": ['
+
+
+def test_max_steps_applies_to_each_task(here, api, tmp_path):
+    api.reset(lambda body: completion(body, calls=[("calculator", {"expression": "1+1"})]))
+    tasks = write_tasks(tmp_path / "in.jsonl", {"id": "loop", "query": "go"})
+    out = tmp_path / "out.jsonl"
+    result = here(*batch_args(api, tasks, out, "-y", "--max-steps", "2"))
+    assert result.code == 1
+    line = results(out)["loop"]
+    assert line["status"] == "max_steps" and "stopped after 2 steps" in line["error"]
+    assert [call["status"] for call in line["tool_calls"]] == ["ok", "cancelled"]
+    assert len(api.created) == 2
+
+
+def test_the_responses_api_goes_to_its_own_endpoint(here, api, tmp_path):
+    def respond(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if body["input"][-1].get("type") == "function_call_output":
+            output = [{"type": "message", "role": "assistant", "status": "completed", "id": "m1",
+                       "content": [{"type": "output_text", "annotations": [],
+                                    "text": "it is " + body["input"][-1]["output"]}]}]
+        else:
+            output = [{"type": "function_call", "id": "fc1", "call_id": "call_r1",
+                       "name": "calculator", "arguments": '{"expression": "6*7"}'}]
+        return 200, {"id": "resp_1", "object": "response", "model": body["model"],
+                     "status": "completed", "output": output,
+                     "usage": {"input_tokens": 4, "output_tokens": 2, "total_tokens": 6}}
+
+    api.reset(respond)
+    config = tmp_path / "responses.toml"
+    config.write_text('api = "responses"\n')
+    tasks = write_tasks(tmp_path / "in.jsonl", "what is 6*7?")
+    out = tmp_path / "out.jsonl"
+    result = here(*batch_args(api, tasks, out, "-y", "--config", str(config)))
+    assert result.code == 0, result.stderr
+    assert results(out)["line-1"]["answer"] == "it is 42"
+    assert all(line["url"] == "/v1/responses" for upload in api.uploads for line in upload)
+    assert api.batches["batch_1"]["endpoint"] == "/v1/responses"
+    assert api.requests_of(1)["line-1#2"]["input"][-1] == {
+        "type": "function_call_output", "call_id": "call_r1", "output": "42"}

@@ -89,3 +89,8 @@ def test_the_mcp_sdk_loads_only_when_a_server_is_configured(home):
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text('[mcp.servers.x]\ncommand = "no-such-mcp-command"\n')
     assert "mcp" in after_cli("tools", "list")
+
+
+def test_the_batch_api_backend_loads_only_when_chosen():
+    # the local batch backend never imports the Batch API driver
+    assert "agentcli.batch_api" not in loaded_after("import agentcli.commands.batch")
