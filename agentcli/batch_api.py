@@ -217,6 +217,8 @@ class BatchApiRun:
                 raise UsageError(f"{self.states.path} holds a run on {loaded.endpoint}, but this "
                                  f"one would use {self.endpoint} (check api in the config)")
             self.state = loaded
+            if self.pending():
+                self.say(f"batch: picking up {', '.join(self.pending())} (from {self.states.path})")
         self.runner.provider._dropped.update(self.state.dropped)
         for key in [k for k in self.state.tasks if k in done]:
             del self.state.tasks[key]

@@ -343,6 +343,7 @@ def test_a_stopped_run_resumes_the_job_in_flight(here, api, tmp_path):
     result = here(*batch_args(api, tasks, out, "-y"))
     assert result.code == 0, result.stderr
     assert api.created == ["batch_1", "batch_2"]  # step 1 was never sent again
+    assert "picking up batch_1" in result.stderr
     assert sorted(api.requests_of(1)) == ["a#2", "b#2"]
     assert {key: line["answer"] for key, line in results(out).items()} == {
         "a": "it is 42", "b": "it is 2"}
@@ -414,6 +415,21 @@ def test_schema_repair_is_one_more_step(here, api, tmp_path):
     assert first["response_format"]["type"] == "json_schema"
     assert first["response_format"]["json_schema"]["schema"] == json.loads(schema)
     assert sorted(api.requests_of(1)) == ["bad#2", "good#2"] and len(api.created) == 2
+
+
+def test_a_rejected_response_format_is_dropped_and_the_answer_still_checked(here, api, tmp_path):
+    def strict_server(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if "response_format" in body:
+            return failure(400, "Invalid parameter: 'response_format' is not supported")
+        return completion(body, '{"n": 7}')
+
+    api.reset(strict_server)
+    tasks = write_tasks(tmp_path / "in.jsonl", "seven")
+    out = tmp_path / "out.jsonl"
+    result = here(*batch_args(api, tasks, out, "--no-tools", "--schema", '{"type": "object"}'))
+    assert result.code == 0, result.stderr
+    assert results(out)["line-1"]["data"] == {"n": 7}
+    assert "response_format" not in api.requests_of(1)["line-1#1"]
 
 
 def test_the_backend_needs_an_output_file(here, tmp_path):
