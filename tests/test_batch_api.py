@@ -79,6 +79,7 @@ class BatchServer:
         self.problems: list[str] = []  # requests the real API would have refused
         self.held = threading.Event()
         self.ids = itertools.count(1)
+        self.refuse_creates = 0  # how many batch creations to refuse next
 
     def release(self) -> None:
         self.held.set()
@@ -107,6 +108,10 @@ class BatchServer:
         return 200, self._file_object(file_id)
 
     def create(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if self.refuse_creates:
+            self.refuse_creates -= 1
+            return 400, {"error": {"message": "Enqueued token limit reached for test-model.",
+                                   "type": "invalid_request_error", "code": "token_limit"}}
         if body.get("input_file_id") not in self.files or body.get("endpoint") not in ENDPOINTS \
                 or body.get("completion_window") != "24h":
             self.problems.append(f"bad batch {body}")
@@ -430,6 +435,20 @@ def test_a_rejected_response_format_is_dropped_and_the_answer_still_checked(here
     assert result.code == 0, result.stderr
     assert results(out)["line-1"]["data"] == {"n": 7}
     assert "response_format" not in api.requests_of(1)["line-1#1"]
+
+
+def test_a_batch_that_could_not_be_created_is_created_from_the_same_upload(here, api, tmp_path):
+    api.refuse_creates = 1
+    tasks = write_tasks(tmp_path / "in.jsonl", "hello")
+    out = tmp_path / "out.jsonl"
+    result = here(*batch_args(api, tasks, out, "--no-tools"))
+    assert result.code == 1 and "Traceback" not in result.stderr
+    assert "creating the batch at" in result.stderr and "Enqueued token limit" in result.stderr
+    assert "the same command resumes the run" in result.stderr and out.read_text() == ""
+    result = here(*batch_args(api, tasks, out, "--no-tools"))
+    assert result.code == 0, result.stderr
+    assert len(api.uploads) == 1 and api.created == ["batch_1"]
+    assert results(out)["line-1"]["answer"] == "hi"
 
 
 def test_the_backend_needs_an_output_file(here, tmp_path):
