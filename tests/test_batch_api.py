@@ -6,8 +6,10 @@ The server keeps uploaded files and batches in memory. A batch moves on one
 status per ``GET /v1/batches/{id}`` (validating, in_progress, then its end);
 its output is made by answering each uploaded request with ``script(body)``,
 a chat completion, at the moment it ends. ``plan`` decides how successive
-batches end: ``complete``, ``expire`` (only the first request answered),
-``hold`` (stays in progress until ``release()``).
+batches end: ``complete``, ``expire`` (only the first request answered, the
+others in the error file as ``batch_expired``),
+``fail`` (refused as a whole, no files), ``hold`` (stays in progress until
+``release()``).
 """
 
 from __future__ import annotations
@@ -143,15 +145,23 @@ class BatchServer:
         return 200, self._public(batch_id)
 
     def _end(self, batch: dict[str, Any]) -> None:
+        if batch["end"] == "fail":  # refused as a whole: no files at all
+            batch.update(status="failed", failed_at=int(time.time()), errors={
+                "object": "list", "data": [{"code": "invalid_request", "line": 1, "param": None,
+                                            "message": "The input file could not be read."}]})
+            return
         lines = [json.loads(line) for line in self.files[batch["input_file_id"]]["data"].splitlines()]
-        if batch["end"] == "expire":
-            lines = lines[:1]  # the rest never ran
         output, errors = [], []
-        for line in lines:
-            status, body = self.script(line["body"])
+        for number, line in enumerate(lines):
             item = {"id": f"batch_req_{next(self.ids)}", "custom_id": line["custom_id"],
-                    "response": {"status_code": status, "request_id": "req_1", "body": body},
-                    "error": None}
+                    "response": None, "error": None}
+            if batch["end"] == "expire" and number > 0:  # only the first one ran in time
+                item["error"] = {"code": "batch_expired", "message": "This request could not be "
+                                 "executed before the completion window expired."}
+                errors.append(item)
+                continue
+            status, body = self.script(line["body"])
+            item["response"] = {"status_code": status, "request_id": "req_1", "body": body}
             (output if status == 200 else errors).append(item)
         for name, items in (("output_file_id", output), ("error_file_id", errors)):
             if items:
@@ -355,14 +365,16 @@ def test_a_stopped_run_resumes_the_job_in_flight(here, api, tmp_path):
     assert not state.exists()
 
 
-def test_requests_an_expired_batch_never_ran_go_in_the_next_job(here, api, tmp_path):
-    api.reset(calculate_then_say, plan=["expire"])
+def test_requests_an_expired_or_failed_batch_never_ran_go_in_the_next_job(here, api, tmp_path):
+    api.reset(calculate_then_say, plan=["expire", "fail"])
     tasks = write_tasks(tmp_path / "in.jsonl", {"id": "a", "query": "6*7"}, {"id": "b", "query": "1+1"})
     out = tmp_path / "out.jsonl"
     result = here(*batch_args(api, tasks, out))  # no --yes: the calls are denied
     assert result.code == 0, result.stderr
     assert sorted(api.requests_of(0)) == ["a#1", "b#1"]
     assert sorted(api.requests_of(1)) == ["a#2", "b#1"]  # b again, with a's next step
+    assert sorted(api.requests_of(2)) == ["a#2", "b#1"]  # the failed job, all again
+    assert sorted(api.requests_of(3)) == ["b#2"] and len(api.created) == 4
     got = results(out)
     assert [got[key]["tool_calls"][0]["status"] for key in "ab"] == ["denied", "denied"]
     assert got["b"]["status"] == "ok"
