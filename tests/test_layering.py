@@ -93,4 +93,5 @@ def test_the_mcp_sdk_loads_only_when_a_server_is_configured(home):
 
 def test_the_batch_api_backend_loads_only_when_chosen():
     # the local batch backend never imports the Batch API driver
-    assert "agentcli.batch_api" not in loaded_after("import agentcli.commands.batch")
+    modules = loaded_after("import agentcli.commands.batch")
+    assert {"agentcli.batch_api", "agentcli.batch_state"} & modules == set()

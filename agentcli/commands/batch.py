@@ -90,7 +90,8 @@ def _batch(opts: BatchOptions, console: Console) -> int:
 def _batch_api(opts: BatchOptions, console: Console, runner: TaskRunner, approve: Approver,
                done: set[str]) -> int:
     """``--backend openai-batch``: every model step of the open tasks as one Batch API job."""
-    from ..batch_api import BatchApiRun, StateFile, poll_interval, state_path
+    from ..batch_api import BatchApiRun, poll_interval
+    from ..batch_state import StateFile, state_path
 
     assert opts.output is not None
     states = StateFile(state_path(opts.output))
