@@ -463,6 +463,21 @@ def test_a_batch_that_could_not_be_created_is_created_from_the_same_upload(here,
     assert results(out)["line-1"]["answer"] == "hi"
 
 
+def test_two_runs_never_drive_the_same_jobs(here, api, tmp_path):
+    from agentcli.batch_state import StateFile
+
+    tasks = write_tasks(tmp_path / "in.jsonl", "hello")
+    out = tmp_path / "out.jsonl"
+    other = StateFile(tmp_path / "out.jsonl.state")
+    other.lock()  # as another process running on the same OUT would
+    try:
+        result = here(*batch_args(api, tasks, out))
+    finally:
+        other.unlock(remove=False)
+    assert result.code == 2 and "another agentcli batch is running on out.jsonl" in result.stderr
+    assert api.uploads == []
+
+
 def test_the_backend_needs_an_output_file(here, tmp_path):
     tasks = write_tasks(tmp_path / "in.jsonl", "hello")
     result = here("batch", str(tasks), "--backend", "openai-batch", "-m", "m")

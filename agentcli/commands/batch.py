@@ -94,9 +94,9 @@ def _batch_api(opts: BatchOptions, console: Console, runner: TaskRunner, approve
     from ..batch_state import StateFile, state_path
 
     assert opts.output is not None
+    writer = ResultWriter(opts.output)
     states = StateFile(state_path(opts.output))
     states.lock()
-    writer = ResultWriter(opts.output)
     tally = Tally()
     keep = _keep(writer, tally, lambda: None)
     say = lambda text: console.print(notice_line(text))  # noqa: E731
