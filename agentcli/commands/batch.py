@@ -108,7 +108,6 @@ def _batch_api(opts: BatchOptions, console: Console, runner: TaskRunner, approve
         driver.run()
         finished = True
     except KeyboardInterrupt:
-        writer.close()
         pending = driver.pending()
         if pending:
             stderr_console().print(notice_line(
@@ -120,6 +119,7 @@ def _batch_api(opts: BatchOptions, console: Console, runner: TaskRunner, approve
         _summary(tally, len(done), approve)
         raise
     finally:
+        writer.close()
         states.unlock(remove=finished)
     _summary(tally, len(done), approve)
     return 0 if tally.failed == 0 else 1
