@@ -298,12 +298,12 @@ def calculate_then_say(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return completion(body, "it is " + body["messages"][-1]["content"])
 
 
-def test_two_tool_calling_steps_go_out_as_two_jobs(cli, here, api, tmp_path):
+def test_two_tool_calling_steps_go_out_as_two_jobs(here, api, tmp_path):
     api.reset(calculate_then_say)
     tasks = write_tasks(tmp_path / "in.jsonl", {"id": "a", "query": "6*7"}, {"id": 2, "query": "2+3"},
                         {"id": "c", "query": "9-1", "system": "be exact"})
     out = tmp_path / "out.jsonl"
-    result = cli(*batch_args(api, tasks, out, "-y"), env=FAST)
+    result = here(*batch_args(api, tasks, out, "-y"))
     assert result.code == 0, result.stderr
     got = results(out)
     assert all(set(line) == RESULT_KEYS for line in got.values())
