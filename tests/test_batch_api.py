@@ -349,6 +349,7 @@ def test_a_stopped_run_resumes_the_job_in_flight(here, api, tmp_path):
     _, stderr = first.communicate(timeout=15)
     assert first.returncode == 130
     assert "batch_1 still running at the provider" in stderr and "resumes" in stderr
+    assert "0 ok, 0 failed, 2 open" in stderr
     assert json.loads(state.read_text())["jobs"][0]["batch_id"] == "batch_1"
     second = start()  # killed outright while polling the same job
     second.send_signal(signal.SIGKILL)

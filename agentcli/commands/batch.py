@@ -113,10 +113,10 @@ def _batch_api(opts: BatchOptions, console: Console, runner: TaskRunner, approve
             stderr_console().print(notice_line(
                 f"batch: {', '.join(pending[:3])}{' and more' if len(pending) > 3 else ''} "
                 f"still running at the provider; the state is in {states.path}"))
-        _summary(tally, len(done), approve, interrupted=True)
+        _summary(tally, len(done), approve, interrupted=True, unfinished="open")
         return 130
     except AgentCLIError:
-        _summary(tally, len(done), approve)
+        _summary(tally, len(done), approve, unfinished="open")
         raise
     finally:
         writer.close()
@@ -176,7 +176,8 @@ def _progress(tally: Tally, console: Console) -> Iterator[Callable[[], None]]:
                                  rate=f"{tally.rate():.1f}/s")
 
 
-def _summary(tally: Tally, skipped: int, approve: Approver, *, interrupted: bool = False) -> None:
+def _summary(tally: Tally, skipped: int, approve: Approver, *, interrupted: bool = False,
+             unfinished: str = "not run") -> None:
     """The last line on stderr, always (even with --quiet)."""
     failed = ", ".join(f"{n} {status}" for status, n in sorted(tally.by_status.items())
                        if status != "ok")
@@ -184,7 +185,7 @@ def _summary(tally: Tally, skipped: int, approve: Approver, *, interrupted: bool
     if skipped:
         parts.append(f"{skipped} skipped (already in the output)")
     if tally.done < tally.total:
-        parts.append(f"{tally.total - tally.done} not run")
+        parts.append(f"{tally.total - tally.done} {unfinished}")
     elapsed = max(0.0, tally.elapsed())
     line = f"batch: {', '.join(parts)}; {elapsed:.1f} s, {tally.rate():.1f} tasks/s"
     if isinstance(approve, DenyAsking) and approve.denied:
