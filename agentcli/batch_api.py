@@ -404,6 +404,7 @@ class BatchApiRun:
         return AgentCLIError(f"{doing} at {self.where} failed ({detail}){hint}; the state is "
                              "kept, and the same command resumes the run")
 
+
 def _line(task_id: Any, status: str, *, answer: str | None = None, data: Any = None,
           error: str | None = None, tool_calls: list[dict[str, Any]] | None = None,
           usage: dict[str, Any] | None = None) -> dict[str, Any]:
