@@ -114,6 +114,7 @@ def batch(input_file: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help
           prompt: Annotated[str | None, typer.Option("--prompt", metavar="TEMPLATE", help="Query template; {name} is filled from each line's vars.")] = None,
           parallel: Annotated[int, typer.Option("--parallel", metavar="N", min=1, help="Tasks run at once (default 4).")] = 4,
           schema: Schema = None,
+          backend: Annotated[str, typer.Option("--backend", metavar="NAME", help="local (default): run the tasks here; openai-batch: send each step of all tasks as one OpenAI Batch API job (needs -o).")] = "local",
           model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
           config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
           yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
@@ -126,7 +127,8 @@ def batch(input_file: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help
                         tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
                         tool_choice=tool_choice, max_steps=max_steps, system=system,
                         verbose=verbose, quiet=quiet, input=input_file, output=output,
-                        prompt=prompt, parallel=parallel, schema=schema, policy=policy)
+                        prompt=prompt, parallel=parallel, schema=schema, policy=policy,
+                        backend=backend)
     raise typer.Exit(batch_command(opts))
 
 

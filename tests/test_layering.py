@@ -111,3 +111,9 @@ def test_text_options_are_parsed_without_pydantic():
     assert loaded is False
     params, _ = parsed_run("--max-steps", "3", "--tools-dir", "a", "--tools-dir", "b", "q")
     assert params["max_steps"] == 3 and params["tools_dir"] == ["a", "b"]
+
+
+def test_the_batch_api_backend_loads_only_when_chosen():
+    # the local batch backend never imports the Batch API driver
+    modules = loaded_after("import agentcli.commands.batch")
+    assert {"agentcli.batch_api", "agentcli.batch_state"} & modules == set()
