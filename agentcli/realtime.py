@@ -22,11 +22,11 @@ provider's. This module, and ``websockets`` with it, is imported only when
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -143,7 +143,8 @@ class RealtimeProvider(ChatProvider):
         self._session_sent: dict[str, Any] | None = None
         #: The conversation items the server holds, in our own terms.
         self._items_sent: list[dict[str, Any]] = []
-        self._at_exit = False
+        #: Closes the connection when this provider is dropped, or at exit.
+        self._closer: weakref.finalize[Any, Any] | None = None
         #: The model of the latest connection asked for; whether any event came since.
         self._asked = ""
         self._nothing_came = True
@@ -157,13 +158,10 @@ class RealtimeProvider(ChatProvider):
 
     def close(self) -> None:
         """Close the connection, if one is open (also run at exit)."""
-        conn, self._conn = self._conn, None
+        closer, self._closer, self._conn = self._closer, None, None
         self._key_sent, self._session_sent, self._items_sent = None, None, []
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception as exc:  # closing a broken socket: nothing left to save
-                self._log(f"closing the realtime connection: {type(exc).__name__}: {exc}")
+        if closer is not None:
+            closer()
 
     def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                  tool_choice: Any, stream: bool) -> dict[str, Any]:
@@ -234,10 +232,8 @@ class RealtimeProvider(ChatProvider):
         manager = self.client.realtime.connect(model=request["model"],
                                                websocket_connection_options=cast(Any, options))
         self._conn = manager.enter()
+        self._closer = weakref.finalize(self, _close_quietly, self._conn)
         self._key_sent = key
-        if not self._at_exit:
-            atexit.register(self.close)
-            self._at_exit = True
         self._log(f"connected to the realtime API at {self._where()} (model={request['model']})")
         return self._conn
 
@@ -466,6 +462,12 @@ def _from_output(response: dict[str, Any], calls: _Calls, text: list[str]) -> No
             text += [part.get("text") or part.get("transcript") or ""
                      for part in item.get("content") or []]
         calls.item(index, item, final=True)
+
+
+def _close_quietly(conn: Any) -> None:
+    """Close a connection; a socket already broken has nothing left to save."""
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 def _closed(exc: ConnectionClosed) -> str:

@@ -19,6 +19,7 @@ from realtime_server import (
     text_events,
     text_response,
 )
+from test_chat import QUESTION, Chat
 
 from agentcli.agent import Agent
 from agentcli.config import Settings
@@ -136,6 +137,33 @@ def test_socket_dropped_after_text_shown_is_one_clear_error(cli, rt, rt_args):
     assert "Traceback" not in result.stderr
 
 
+def test_chat_asks_approval_and_keeps_one_connection(home, rt, tmp_path):
+    config = tmp_path / "realtime.toml"
+    config.write_text('api = "realtime"\n')
+    rt.enqueue(call_response(("calculator", '{"expression": "17*23"}', "call_c1")),
+               text_response("391!"), text_response("782!"))
+    session = Chat(rt, "--config", str(config))
+    try:
+        session.prompt()
+        session.say("what is 17*23")
+        session.expect(QUESTION)
+        session.key("y")
+        session.expect("391!")
+        session.prompt()
+        session.say("and twice that?")
+        session.expect("782!")
+        session.prompt()
+        assert session.exit() == 0
+    finally:
+        if session.child.isalive():
+            session.child.terminate(force=True)
+    assert "Traceback" not in session.screen
+    assert len(rt.connections) == 1
+    items = [e["item"] for e in rt.sent("conversation.item.create")]
+    assert items[1] == {"type": "function_call_output", "call_id": "call_c1", "output": "391"}
+    assert items[2]["content"][0]["text"] == "and twice that?" and len(items) == 3
+
+
 # --- the provider in process -------------------------------------------------------------
 
 def test_two_parallel_calls_with_interleaved_arguments(rt):
@@ -233,3 +261,20 @@ def test_a_malformed_event_is_named(rt):
     rt.enqueue([created("r"), bad])
     with pytest.raises(MalformedReply, match="delta is a whole number, not text"):
         provider(rt.base_url, max_retries=0).complete(user("hi"), CALC)
+
+
+def test_a_connection_closed_between_steps_is_reopened_at_once(rt):
+    # the server drops the kept connection after its answer; the next step reconnects
+    # without spending a retry (there are none) and sends the whole conversation again
+    rt.enqueue([*call_response(("calculator", '{"expression": "1"}', "c9")), DROP],
+               text_response("done"))
+    p = provider(rt.base_url, max_retries=0)
+    first = p.complete(user("go"), CALC)
+    history = [*user("go"), {"role": "assistant", "content": "",
+                             "tool_calls": [c.to_api() for c in first.tool_calls]},
+               {"role": "tool", "tool_call_id": "c9", "content": "1"}]
+    assert p.complete(history, CALC).content == "done"
+    assert len(rt.connections) == 2
+    again = [r.event["item"]["type"] for r in rt.received
+             if r.connection == 2 and r.event["type"] == "conversation.item.create"]
+    assert again == ["message", "function_call", "function_call_output"]
