@@ -50,11 +50,13 @@ from .errors import (
     StreamError,
 )
 from .messages import Message, Usage
-from .provider import ChatProvider, Reply, _data, _finalise, _Retry, _ServerError
+from .provider import ChatProvider, Reply, _data, _DropField, _finalise, _Retry, _ServerError
 
 UNSENT = ("temperature", "top_p", "seed")
 """Settings the Realtime API has no parameter for: when set, they are left out."""
 
+#: Session fields some models reject; dropped and remembered after an error naming them.
+OPTIONAL_SESSION = ("parallel_tool_calls",)
 #: Largest event accepted from the server (a whole reply fits many times over).
 MAX_EVENT = 16 * 1024 * 1024
 #: Seconds a close handshake may take before the socket is simply dropped.
@@ -66,9 +68,12 @@ _RESPONSE = {"status": str, "output": [_ITEM],
              "status_details": {"type": str, "reason": str,
                                 "error": {"message": str, "code": str, "type": str}},
              "usage": {"input_tokens": int, "output_tokens": int, "total_tokens": int}}
+#: Events whose ``delta`` is the answer's text (a transcript, if a server answers in audio).
+TEXT_DELTAS = ("response.output_text.delta", "response.output_audio_transcript.delta")
 #: Server events by type; other types are only required to be objects.
 EVENTS: dict[str, Any] = {
     "response.output_text.delta": {"delta": str},
+    "response.output_audio_transcript.delta": {"delta": str},
     "response.output_item.added": {"output_index": int, "item": _ITEM},
     "response.output_item.done": {"output_index": int, "item": _ITEM},
     "response.function_call_arguments.delta": {"output_index": int, "call_id": str, "delta": str},
@@ -174,6 +179,8 @@ class RealtimeProvider(ChatProvider):
         if s.max_tokens is not None:
             session["max_output_tokens"] = s.max_tokens
         session.update(s.extra_body or {})
+        for name in self._dropped:
+            session.pop(name, None)
         response: dict[str, Any] = {}
         if tools and tool_choice is not None:
             response["tool_choice"] = to_tool_choice(tool_choice)
@@ -205,7 +212,7 @@ class RealtimeProvider(ChatProvider):
             conn = self._connect(request)
             self._sync(conn, request)
             conn.send(cast(Any, {"type": "response.create", "response": request["response"]}))
-            reply = self._read(conn, stream, on_text)
+            reply = self._read(conn, request["session"], stream, on_text)
         except BaseException as exc:
             self.close()  # whatever the server holds now is unknown: start afresh next time
             if isinstance(exc, Exception):
@@ -250,7 +257,8 @@ class RealtimeProvider(ChatProvider):
             conn.send(cast(Any, {"type": "conversation.item.create", "item": item}))
         self._items_sent = list(items)
 
-    def _read(self, conn: Any, stream: bool, on_text: Callable[[str], None]) -> Reply:
+    def _read(self, conn: Any, session: dict[str, Any], stream: bool,
+              on_text: Callable[[str], None]) -> Reply:
         """Events up to ``response.done``, turned into a Reply."""
         reply = Reply(model=self.model)
         calls = _Calls()
@@ -272,7 +280,7 @@ class RealtimeProvider(ChatProvider):
                 kind = data.get("type") or ""
                 shapes.check(data, EVENTS.get(kind, {}), "an event")
                 index = data.get("output_index")
-                if kind == "response.output_text.delta" and data.get("delta"):
+                if kind in TEXT_DELTAS and data.get("delta"):
                     text.append(data["delta"])
                     if stream:
                         on_text(data["delta"])
@@ -281,7 +289,8 @@ class RealtimeProvider(ChatProvider):
                 elif kind == "response.output_item.done":
                     calls.item(index, data.get("item") or {}, final=True)
                 elif kind == "response.function_call_arguments.delta":
-                    calls.delta(index, data.get("call_id") or "", data.get("delta") or "")
+                    calls.delta(index, data.get("item_id") or "", data.get("call_id") or "",
+                                data.get("delta") or "")
                 elif kind == "response.function_call_arguments.done":
                     calls.item(index, {**data, "type": "function_call"}, final=True)
                 elif kind == "response.done":
@@ -294,6 +303,7 @@ class RealtimeProvider(ChatProvider):
                     break
                 elif kind == "error":
                     error = data.get("error") or {}
+                    self._drop_rejected(error, session)
                     detail = error.get("message") or error.get("code") or "unknown error"
                     raise ModelError(f"{self._where()} reported an error: {self._scrub(detail)}")
         finally:
@@ -302,6 +312,15 @@ class RealtimeProvider(ChatProvider):
         if content and not stream:
             on_text(content)
         return _finalise(reply, content, calls.assembled())
+
+    def _drop_rejected(self, error: dict[str, Any], session: dict[str, Any]) -> None:
+        """An error naming an optional session field that was sent: leave it out from
+        now on and send again (``_DropField``), as for Chat Completions."""
+        said = f"{error.get('param') or ''} {error.get('message') or ''}"
+        for name in OPTIONAL_SESSION:
+            if name in session and name not in self._dropped and name in said:
+                self._dropped.add(name)
+                raise _DropField()
 
     def _finish(self, reply: Reply, response: dict[str, Any], has_calls: bool) -> None:
         usage = response.get("usage") or {}
@@ -329,7 +348,7 @@ class RealtimeProvider(ChatProvider):
     def _translate_ws(self, exc: Exception) -> Exception:
         """A WebSocket or socket failure as our error; ``_Retry`` where a retry may help."""
         where = self._where()
-        if isinstance(exc, (ModelError, _Retry)):
+        if isinstance(exc, (ModelError, _Retry, _DropField)):
             return exc
         if isinstance(exc, (shapes.Malformed, json.JSONDecodeError)):
             # Like a dropped connection: retried only while no text was shown.
@@ -409,7 +428,8 @@ class _Watchdog:
 
 
 class _Calls:
-    """Function calls of one response, keyed by ``output_index`` (else ``call_id``).
+    """Function calls of one response, keyed by ``output_index`` (else the item's id,
+    else ``call_id``).
 
     Arguments come as fragments (``.delta``) and again whole (``.done``, the
     item's ``done``); the whole text wins, else the fragments, so they never
@@ -422,15 +442,16 @@ class _Calls:
     def __bool__(self) -> bool:
         return bool(self._calls)
 
-    def _entry(self, index: Any, call_id: str) -> dict[str, Any]:
-        key = index if isinstance(index, int) else (call_id or len(self._calls))
+    def _entry(self, index: Any, item_id: str, call_id: str) -> dict[str, Any]:
+        key: Any = index if isinstance(index, int) else (item_id or call_id or len(self._calls))
         return self._calls.setdefault(key, {"id": "", "name": "", "start": "", "parts": [],
                                             "whole": None})
 
     def item(self, index: Any, item: dict[str, Any], *, final: bool) -> None:
         if item.get("type") != "function_call":
             return
-        entry = self._entry(index, item.get("call_id") or "")
+        entry = self._entry(index, item.get("item_id") or item.get("id") or "",
+                            item.get("call_id") or "")
         entry["id"] = entry["id"] or item.get("call_id") or ""
         entry["name"] = entry["name"] or item.get("name") or ""
         arguments = item.get("arguments")
@@ -439,8 +460,8 @@ class _Calls:
         elif arguments:
             entry["start"] = arguments
 
-    def delta(self, index: Any, call_id: str, fragment: str) -> None:
-        entry = self._entry(index, call_id)
+    def delta(self, index: Any, item_id: str, call_id: str, fragment: str) -> None:
+        entry = self._entry(index, item_id, call_id)
         entry["id"] = entry["id"] or call_id
         entry["parts"].append(fragment)
 
@@ -472,10 +493,12 @@ def _close_quietly(conn: Any) -> None:
 
 def _closed(exc: ConnectionClosed) -> str:
     """How the connection ended: 'no close frame' or 'code 1011: reason'."""
-    frame = exc.rcvd
-    if frame is None:
-        return "the connection dropped without a close frame"
-    return f"close code {frame.code}" + (f": {frame.reason}" if frame.reason else "")
+    if exc.rcvd is not None:
+        frame = exc.rcvd
+        return f"close code {frame.code}" + (f": {frame.reason}" if frame.reason else "")
+    if exc.sent is not None and exc.sent.code == 1009:
+        return f"an event was larger than {MAX_EVENT // (1024 * 1024)} MiB"
+    return "the connection dropped without a close frame"
 
 
 def _body_message(body: bytes | None) -> str:

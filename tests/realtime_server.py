@@ -231,6 +231,7 @@ def cut_call_response(name: str, partial_args: str) -> list[dict[str, Any]]:
                  status="incomplete", reason="max_output_tokens")]
 
 
-def error_event(message: str, code: str = "invalid_value") -> dict[str, Any]:
+def error_event(message: str, code: str = "invalid_value",
+                param: str | None = None) -> dict[str, Any]:
     return {"type": "error", "error": {"type": "invalid_request_error", "code": code,
-                                       "message": message, "param": None, "event_id": None}}
+                                       "message": message, "param": param, "event_id": None}}

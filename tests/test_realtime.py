@@ -278,3 +278,21 @@ def test_a_connection_closed_between_steps_is_reopened_at_once(rt):
     again = [r.event["item"]["type"] for r in rt.received
              if r.connection == 2 and r.event["type"] == "conversation.item.create"]
     assert again == ["message", "function_call", "function_call_output"]
+
+
+def test_a_rejected_parallel_tool_calls_is_dropped_and_remembered(rt):
+    rt.enqueue([error_event("Unknown parameter: 'session.parallel_tool_calls'.",
+                            code="unknown_parameter", param="session.parallel_tool_calls")],
+               text_response("one"), text_response("two"))
+    p = provider(rt.base_url, parallel_tool_calls=False, max_retries=0)
+    assert p.complete(user("a"), CALC).content == "one"
+    assert p.complete(user("b"), CALC).content == "two"
+    sessions = [e["session"] for e in rt.sent("session.update")]
+    assert [s.get("parallel_tool_calls") for s in sessions] == [False, None, None]
+
+
+def test_without_streaming_the_text_comes_once_whole(rt):
+    rt.enqueue(text_response("a whole answer"))
+    shown: list[str] = []
+    reply = provider(rt.base_url).complete(user("x"), CALC, stream=False, on_text=shown.append)
+    assert shown == ["a whole answer"] == [reply.content]
