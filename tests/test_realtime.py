@@ -296,3 +296,23 @@ def test_without_streaming_the_text_comes_once_whole(rt):
     shown: list[str] = []
     reply = provider(rt.base_url).complete(user("x"), CALC, stream=False, on_text=shown.append)
     assert shown == ["a whole answer"] == [reply.content]
+
+
+def test_settings_without_a_realtime_parameter_are_warned_about(rt):
+    notices: list[str] = []
+    p = RealtimeProvider(Settings(base_url=rt.base_url, model=MODEL, temperature=0.2, seed=7,
+                                  extra_body={"truncation": "disabled"}),
+                         None, notice=notices.append)
+    rt.enqueue(text_response("ok"))
+    p.complete(user("x"), CALC)
+    assert notices == ['warning: temperature, seed cannot be sent with api = "realtime" and is '
+                       'ignored (use api = "chat" to send it)']
+    session = rt.sent("session.update")[0]["session"]
+    assert session["truncation"] == "disabled"
+    assert not {"temperature", "seed"} & set(session)
+
+
+def test_a_server_without_the_realtime_api_is_named(server):
+    with pytest.raises(ModelError, match="no realtime model 'gpt-realtime' or no realtime "
+                                         r"endpoint \(404\)"):
+        provider(server.base_url, max_retries=0).complete(user("x"), CALC)
