@@ -31,6 +31,7 @@ from agentcli.errors import (
     ModelError,
     ModelTimeout,
     StreamError,
+    TruncatedReply,
 )
 from agentcli.events import Decision
 from agentcli.realtime import RealtimeProvider
@@ -117,6 +118,7 @@ def test_an_error_event_is_one_line_with_the_servers_message(cli, rt, rt_args):
     assert lines[0].startswith("agentcli: error:")
 
 
+@pytest.mark.slow
 def test_a_call_cut_by_max_tokens_never_runs(cli, rt, rt_args):
     rt.enqueue(cut_call_response("calculator", '{"expression": "17*'))
     result = cli("run", *rt_args, "--yes", "--json", "17*23?")
@@ -126,6 +128,7 @@ def test_a_call_cut_by_max_tokens_never_runs(cli, rt, rt_args):
     assert len(rt.sent("response.create")) == 1  # nothing was run or sent back
 
 
+@pytest.mark.slow
 def test_socket_dropped_after_text_shown_is_one_clear_error(cli, rt, rt_args):
     rid = "resp_drop"
     rt.enqueue([created(rid), *text_events(rid, 0, "The answer is", size=13)[:3], DROP])
@@ -222,6 +225,21 @@ def test_a_chat_keeps_one_connection_across_turns(rt):
     rt.enqueue(text_response("hello again"))
     assert agent.run_turn(Conversation(model=MODEL), "hi").answer == "hello again"
     assert len(rt.connections) == 2
+
+
+def test_a_call_cut_by_max_tokens_is_never_run(rt):
+    registry = ToolRegistry({})
+    registry.extend(builtin_tools())
+    agent = Agent(provider(rt.base_url), registry, approve=lambda _: Decision(True))
+    conv = Conversation(model=MODEL)
+    rt.enqueue(cut_call_response("calculator", '{"expression": "17*'))
+    with pytest.raises(TruncatedReply, match="cut off by the token limit in the middle of a "
+                                             "call to 'calculator'; that call was not run"):
+        agent.run_turn(conv, "17*23?")
+    result = [m.content for m in conv.messages if m.role == "tool"]
+    assert result == ["not run: the reply was cut off by the token limit before this call's "
+                      "arguments were complete"]
+    assert len(rt.sent("response.create")) == 1
 
 
 def test_forced_tool_choice_goes_with_the_response_only(rt):
