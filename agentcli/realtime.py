@@ -333,8 +333,11 @@ class RealtimeProvider(ChatProvider):
         reason = details.get("reason")
         if status == "failed":
             error = details.get("error") or {}
-            detail = error.get("message") or error.get("code") or "no reason given"
-            raise ModelError(f"{self._where()} failed the response: {self._scrub(detail)}")
+            detail = self._scrub(error.get("message") or error.get("code") or "no reason given")
+            if "server_error" in (error.get("type"), error.get("code")):
+                # like a 5xx: tried again while no text was shown
+                raise _Retry(_ServerError(f"server error from {self._where()}: {detail}"), 0)
+            raise ModelError(f"{self._where()} failed the response: {detail}")
         if status == "cancelled":
             raise ModelError(f"{self._where()} cancelled the response "
                              f"({reason or 'no reason given'})")

@@ -15,6 +15,7 @@ from realtime_server import (
     call_response,
     created,
     cut_call_response,
+    done,
     error_event,
     text_events,
     text_response,
@@ -334,3 +335,28 @@ def test_a_server_without_the_realtime_api_is_named(server):
     with pytest.raises(ModelError, match="no realtime model 'gpt-realtime' or no realtime "
                                          r"endpoint \(404\)"):
         provider(server.base_url, max_retries=0).complete(user("x"), CALC)
+
+
+def test_a_server_that_sends_only_response_done(rt):
+    # no deltas at all: the text and the calls are read from the response's output
+    message = {"type": "message", "role": "assistant",
+               "content": [{"type": "output_text", "text": "Checking."}]}
+    call = {"type": "function_call", "call_id": "call_o", "name": "calculator",
+            "arguments": '{"expression": "2*2"}'}
+    rt.enqueue([done("resp_o", [message, call])])
+    shown: list[str] = []
+    reply = provider(rt.base_url).complete(user("x"), CALC, on_text=shown.append)
+    assert shown == ["Checking."] and reply.content == "Checking."
+    assert [(c.id, c.arguments) for c in reply.tool_calls] == [("call_o", '{"expression": "2*2"}')]
+
+
+def test_a_failed_response_is_one_line_and_a_server_error_is_retried(rt):
+    crash = {"type": "server_error", "code": "server_error", "message": "The server had an error."}
+    refusal = {"type": "invalid_request_error", "code": "bad", "message": "Not allowed."}
+    rt.enqueue([done("r1", [], status="failed", error=crash)], text_response("recovered"),
+               [done("r2", [], status="failed", error=refusal)])
+    p = provider(rt.base_url)
+    assert p.complete(user("x"), CALC).content == "recovered"
+    with pytest.raises(ModelError, match=r"failed the response: Not allowed\.$"):
+        p.complete(user("y"), CALC)
+    assert len(rt.sent("response.create")) == 3  # the refusal was not retried
