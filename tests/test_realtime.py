@@ -360,3 +360,16 @@ def test_a_failed_response_is_one_line_and_a_server_error_is_retried(rt):
     with pytest.raises(ModelError, match=r"failed the response: Not allowed\.$"):
         p.complete(user("y"), CALC)
     assert len(rt.sent("response.create")) == 3  # the refusal was not retried
+
+
+def test_without_websockets_the_setting_is_a_clear_config_error(monkeypatch):
+    import sys
+
+    from agentcli.commands.common import provider_class
+    from agentcli.errors import ConfigError
+
+    monkeypatch.delitem(sys.modules, "agentcli.realtime")
+    monkeypatch.setitem(sys.modules, "websockets.exceptions", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r'api = "realtime" needs the websockets '
+                                          r'package \(pip install "openai\[realtime\]"\)'):
+        provider_class(Settings(api="realtime"))

@@ -175,8 +175,11 @@ def provider_class(settings: Settings) -> type[ChatProvider]:
     """The wire protocol's provider; the realtime one (and ``websockets``) is
     imported only when ``api = "realtime"``."""
     if settings.api == "realtime":
-        from ..realtime import RealtimeProvider
-
+        try:
+            from ..realtime import RealtimeProvider
+        except ImportError as exc:
+            raise ConfigError(f'api = "realtime" needs the {(exc.name or "websockets").split(".")[0]} package '
+                              '(pip install "openai[realtime]")') from None
         return RealtimeProvider
     return ResponsesProvider if settings.api == "responses" else ChatProvider
 
