@@ -178,7 +178,8 @@ def provider_class(settings: Settings) -> type[ChatProvider]:
         try:
             from ..realtime import RealtimeProvider
         except ImportError as exc:
-            raise ConfigError(f'api = "realtime" needs the {(exc.name or "websockets").split(".")[0]} package '
+            package = (exc.name or "websockets").split(".")[0]
+            raise ConfigError(f'api = "realtime" needs the {package} package '
                               '(pip install "openai[realtime]")') from None
         return RealtimeProvider
     return ResponsesProvider if settings.api == "responses" else ChatProvider
