@@ -48,6 +48,8 @@ class RealtimeServer:
     connections: list[tuple[str, str]] = field(default_factory=list)
     #: ``(status, body)``: refuse the WebSocket upgrade with that HTTP answer.
     refuse: tuple[int, str] | None = None
+    #: How many connections have ended (the client closed or dropped them).
+    ended: int = 0
     _server: Server | None = None
 
     def start(self) -> RealtimeServer:
@@ -74,6 +76,7 @@ class RealtimeServer:
         self.received.clear()
         self.connections.clear()
         self.refuse = None
+        self.ended = 0
 
     def enqueue(self, *scripts: list[Any]) -> None:
         self.scripts.extend(scripts)
@@ -90,6 +93,12 @@ class RealtimeServer:
         return None
 
     def _handle(self, ws: ServerConnection) -> None:
+        try:
+            self._converse(ws)
+        finally:
+            self.ended += 1
+
+    def _converse(self, ws: ServerConnection) -> None:
         number = len(self.connections)
         self._send(ws, {"type": "session.created", "session": {"type": "realtime",
                                                               "id": _id("sess")}})

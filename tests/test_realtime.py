@@ -3,7 +3,11 @@ SDK's realtime client against a scripted WebSocket server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import copy
+import gc
 import json
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,10 +27,12 @@ from realtime_server import (
 from test_chat import QUESTION, Chat
 
 from agentcli.agent import Agent
+from agentcli.commands.common import provider_class
 from agentcli.config import Settings
 from agentcli.conversation import Conversation
 from agentcli.errors import (
     AuthError,
+    ConfigError,
     MalformedReply,
     ModelConnectionError,
     ModelError,
@@ -363,13 +369,26 @@ def test_a_failed_response_is_one_line_and_a_server_error_is_retried(rt):
 
 
 def test_without_websockets_the_setting_is_a_clear_config_error(monkeypatch):
-    import sys
-
-    from agentcli.commands.common import provider_class
-    from agentcli.errors import ConfigError
-
     monkeypatch.delitem(sys.modules, "agentcli.realtime")
     monkeypatch.setitem(sys.modules, "websockets.exceptions", None)  # as if not installed
     with pytest.raises(ConfigError, match=r'api = "realtime" needs the websockets '
                                           r'package \(pip install "openai\[realtime\]"\)'):
         provider_class(Settings(api="realtime"))
+
+
+def test_a_copy_has_its_own_connection_closed_when_dropped(rt):
+    # batch copies the provider for each task: each copy connects on its own and its
+    # connection ends with it, not with the process
+    rt.enqueue(text_response("one"), text_response("two"))
+    original = provider(rt.base_url)
+    assert original.complete(user("a"), CALC).content == "one"
+    twin = copy.copy(original)
+    assert twin.complete(user("a"), CALC).content == "two"
+    assert len(rt.connections) == 2 and rt.ended == 0
+    del twin
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while rt.ended < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert rt.ended == 1
+    original.close()
