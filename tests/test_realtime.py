@@ -93,6 +93,9 @@ def test_text_answer_streams_over_the_realtime_api(cli, rt, rt_args):
     assert session["output_modalities"] == ["text"] and session["instructions"] == "Be brief."
     assert [t["name"] for t in session["tools"]][:2] == ["calculator", "current_time"]
     assert all(t["type"] == "function" and "parameters" in t for t in session["tools"])
+    calc = session["tools"][0]
+    assert calc["parameters"]["required"] == ["expression"] and calc["description"]
+    assert "function" not in calc  # flattened, as the Realtime API wants it
     assert [e["item"] for e in rt.sent("conversation.item.create")] == [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]
     assert len(rt.sent("response.create")) == 1
