@@ -10,7 +10,8 @@ from pathlib import Path
 from openai_server import Call, text, tool_calls
 
 HTTP = ("httpx", "httpcore", "httpx2", "httpcore2", "agentcli.tools.http", "agentcli.tools.netguard")
-HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "mcp", "agentcli.tools", *HTTP)
+REALTIME = ("websockets", "agentcli.realtime", "openai.resources.realtime")
+HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "mcp", "agentcli.tools", *HTTP, *REALTIME)
 UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "mcp", "agentcli.tools", *HTTP)
 
 
@@ -52,6 +53,8 @@ def test_a_piped_run_loads_no_ui(home, server, run_args):
     *lines, modules = done.stderr.splitlines()
     assert done.stdout == "391\n" and lines[0].startswith("✓ calculator {")
     assert roots(set(json.loads(modules)), ("rich", "prompt_toolkit", "httpcore", "httpx")) == set()
+    # api = "chat" (the default): the realtime client and websockets stay unloaded
+    assert roots(set(json.loads(modules)), REALTIME) == set()
 
 
 def test_the_core_imports_no_ui():

@@ -157,7 +157,7 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
                 stream: bool = True, verbose: bool = False, rules: Rules | None = None) -> Agent:
     """The agent loop with its provider, limits, guards and audit log, as configured."""
     api_key = settings.api_key()
-    kind = ResponsesProvider if settings.api == "responses" else ChatProvider
+    kind = provider_class(settings)
     debug = (lambda text: notice(f"debug: {text}")) if verbose else None
     provider = kind(settings, api_key, notice=notice, debug=debug)
     tools = settings.tools
@@ -169,6 +169,20 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
     return Agent(provider, registry, approve=approve, on_event=on_event, limits=limits,
                  stream=stream, tool_settings=tools, audit=audit, strict=tools.strict,
                  rules=rules)
+
+
+def provider_class(settings: Settings) -> type[ChatProvider]:
+    """The wire protocol's provider; the realtime one (and ``websockets``) is
+    imported only when ``api = "realtime"``."""
+    if settings.api == "realtime":
+        try:
+            from ..realtime import RealtimeProvider
+        except ImportError as exc:
+            package = (exc.name or "websockets").split(".")[0]
+            raise ConfigError(f'api = "realtime" needs the {package} package '
+                              '(pip install "openai[realtime]")') from None
+        return RealtimeProvider
+    return ResponsesProvider if settings.api == "responses" else ChatProvider
 
 
 def load_rules(opts: CommonOptions, loaded: Loaded) -> Rules:
