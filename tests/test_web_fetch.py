@@ -21,7 +21,7 @@ from agentcli.config import HttpSettings
 from agentcli.errors import InvalidArguments, ToolError
 from agentcli.tools.base import Tool
 from agentcli.tools.http import http_tools
-from agentcli.tools.webpage import decode_html
+from agentcli.tools.webpage import cut, decode_html, html_to_markdown
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -115,6 +115,29 @@ def test_max_chars_cuts_and_says_how_much_was_left(srv):
     assert int(found[2].replace(",", "")) == len(whole)
     with pytest.raises(InvalidArguments, match="max_chars"):
         web_fetch(srv).validate({"url": srv.url("/text"), "max_chars": 0})
+
+
+def test_a_huge_page_is_cut_before_conversion_and_says_so_roughly():
+    rows = "".join(f"<tr><td>row {i}</td><td>{i * 7}</td></tr>" for i in range(30_000))
+    started = time.monotonic()
+    page = html_to_markdown(f"<title>Big</title><table>{rows}</table>", "http://e.example/",
+                            limit=2_000)
+    assert time.monotonic() - started < 10  # whole, the conversion takes minutes
+    assert page.title == "Big" and page.text.startswith("| row 0 | 0 |\n| --- | --- |\n")
+    assert page.omitted > 300_000
+    shown = cut(page.text, 2_000, page.omitted)
+    assert re.search(r"\n\[\.\.\. cut at 2,000 characters: about [\d,]+ more characters not "
+                     r"shown; call again with a larger max_chars to see more\]$", shown)
+
+
+def test_pathological_html_gives_text_or_nothing_never_an_error():
+    deep = "<div>" * 20_000 + "deep" + "</div>" * 20_000
+    for html in (deep, "<p>" + "<b>" * 5_000 + "bold", "<script>only()</script>", "",
+                 "\x00<p>a\x00b</p>", "<base href='http://[::1'><a href='x'>link</a>",
+                 "<p>\ud800 lone surrogate</p>", "<?xml version='1.0'?><p>xml</p>"):
+        page = html_to_markdown(html, "http://e.example/")
+        assert isinstance(page.text, str)
+    assert "a\ufffdb" in html_to_markdown("<p>a\x00b</p>", "http://e.example/").text
 
 
 # --- other bodies --------------------------------------------------------------------------

@@ -11,6 +11,11 @@ paragraphs, lists, tables, code and absolute links kept). JSON is
 pretty-printed, plain text passed on as is, and PDFs and other binary bodies
 are named in one line with their size.
 
+The conversion is slow Python (tens of microseconds an element), so a page far
+longer than ``max_chars`` is cut in the tree first, at about twice what was
+asked for (elements weigh against text too), and very large pages skip
+readability's scoring: the work stays within a few seconds whatever the page.
+
 readability-lxml, markdownify and lxml cost about 150 ms to import, so they
 are imported inside :func:`html_to_markdown`, on the first call only.
 """
@@ -21,6 +26,7 @@ import codecs
 import contextlib
 import json
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +37,12 @@ if TYPE_CHECKING:
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 ACCEPT = "text/html,application/xhtml+xml;q=0.9,application/json;q=0.8,text/plain;q=0.8,*/*;q=0.5"
 MAX_TITLE = 300
+MAX_SCORED = 20_000
+"""Pages with more elements than this skip readability's main-block scoring (seconds
+of work there) and are shown whole, cleaned."""
+ELEMENT_COST = 3
+"""What an element weighs against max_chars when a long page is cut before conversion:
+about the Markdown it adds, and it bounds the converter's work on tag soup."""
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))
@@ -60,34 +72,41 @@ def render(response: httpx2.Response, body: Body, max_chars: int, cap: int) -> s
     lines = [f"HTTP {response.status_code} {response.reason_phrase}".rstrip(),
              f"url: {response.url}"]
     size = f"{len(body.data):,} bytes" if not body.truncated else f"more than {cap:,} bytes"
+    omitted = 0
     if body.undecoded:
         text = (f"[the body came in {body.undecoded} encoding ({size}), which agentcli "
                 "does not decode; nothing to show]")
     elif not body.data:
         text = "(empty body)"
     elif mime in HTML_TYPES or (not mime and _looks_like_html(body.data)):
-        title, text = html_to_markdown(decode_html(body.data, response.charset_encoding),
-                                       str(response.url))
-        if title:
-            lines.append(f"title: {title}")
-        text = text or "(the page has no readable text)"
+        page = html_to_markdown(decode_html(body.data, response.charset_encoding),
+                                str(response.url), max_chars)
+        if page.title:
+            lines.append(f"title: {page.title}")
+        text, omitted = page.text or "(the page has no readable text)", page.omitted
     else:
         if content_type:
             lines.append(f"content-type: {content_type}")
         text = _other(body, mime, response.charset_encoding, size)
-    text = cut(text, max_chars)
+    text = cut(text, max_chars, omitted)
     notes = _notes(body, cap)
     return "\n".join(lines) + "\n\n" + text + ("\n" + "\n".join(notes) if notes else "")
 
 
-def cut(text: str, max_chars: int) -> str:
-    """``text`` cut to ``max_chars`` characters, saying how much was left out."""
-    if len(text) <= max_chars:
+def cut(text: str, max_chars: int, omitted: int = 0) -> str:
+    """``text`` cut to ``max_chars`` characters, saying how much was left out
+    (``omitted``: characters of text already left out before, counted roughly)."""
+    if len(text) <= max_chars and not omitted:
         return text
     rest = len(text) - max_chars
-    return (text[:max_chars] + f"\n[... cut at {max_chars:,} characters: {rest:,} more "
-            f"characters of {len(text):,} not shown; call again with a larger max_chars "
-            "to see more]")
+    if not omitted:
+        return (text[:max_chars] + f"\n[... cut at {max_chars:,} characters: {rest:,} more "
+                f"characters of {len(text):,} not shown; {_AGAIN}]")
+    return (text[:max_chars] + f"\n[... cut at {max_chars:,} characters: about "
+            f"{rest + omitted:,} more characters not shown; {_AGAIN}]")
+
+
+_AGAIN = "call again with a larger max_chars to see more"
 
 
 def _notes(body: Body, cap: int) -> list[str]:
@@ -158,10 +177,22 @@ def decode_html(data: bytes, header_charset: str | None) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def html_to_markdown(html: str, url: str) -> tuple[str | None, str]:
-    """``(title, markdown)`` of a page's main content; links made absolute against
-    ``url``. Broken HTML is repaired by the parser; what cannot be parsed at all
-    gives no text rather than an error."""
+@dataclass
+class Page:
+    """A page rendered as Markdown."""
+
+    title: str | None
+    text: str
+    omitted: int = 0
+    """Characters of page text left out before conversion (only on pages far longer
+    than asked for; ``text`` then already holds more than was asked for)."""
+
+
+def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
+    """A page's title and main content as Markdown, links made absolute against
+    ``url``, for about ``limit`` characters: text beyond that is left out before
+    the (slow) conversion and counted in ``Page.omitted``. Broken HTML is repaired
+    by the parser; what cannot be parsed at all gives no text rather than an error."""
     import lxml.etree
     import lxml.html
 
@@ -169,7 +200,7 @@ def html_to_markdown(html: str, url: str) -> tuple[str | None, str]:
         doc = lxml.html.document_fromstring(html.encode("utf-8", "replace"),
                                             parser=lxml.html.HTMLParser(encoding="utf-8"))
     except (lxml.etree.ParserError, ValueError):  # empty, or nothing but a comment
-        return None, ""
+        return Page(None, "")
     title = _title(doc)
     _drop_boilerplate(doc)
     _unnest_headings(doc)
@@ -178,13 +209,48 @@ def html_to_markdown(html: str, url: str) -> tuple[str | None, str]:
     for link in doc.iter("a"):
         if link.get("href", "").strip().lower().startswith(("javascript:", "data:")):
             del link.attrib["href"]
-    page = _markdown(lxml.html.tostring(doc, encoding="unicode"))
+    body = doc.find("body")
+    chosen = body if body is not None else doc
     main = _main_content(doc)
     # readability keeps one block; on pages that are not one article (a list, a
     # home page) that block can be a small part: then the cleaned page is better
-    if main and len(_SPACES.sub("", main)) >= 0.4 * len(_SPACES.sub("", page)):
-        return title, main
-    return title, page
+    if main is not None and _text_length(main) >= 0.4 * _text_length(chosen):
+        chosen = main
+    omitted = _prune(chosen, 2 * limit + 10_000)
+    try:
+        text = _markdown(lxml.html.tostring(chosen, encoding="unicode"))
+    except RecursionError:  # nesting too deep for the converter: the plain text
+        text = _SPACES.sub(" ", chosen.text_content()).strip()
+    return Page(title, text, omitted)
+
+
+def _text_length(element: Any) -> int:
+    return len(_SPACES.sub("", element.text_content()))
+
+
+def _prune(root: Any, budget: int) -> int:
+    """Remove everything under ``root`` after ``budget`` units of work (a character of
+    text is one, an element ``ELEMENT_COST``); return the characters of text removed."""
+    spent = 0
+    for element in root.iter():
+        spent += ELEMENT_COST + len(element.text or "")
+        if element is not root:
+            spent += len(element.tail or "")
+        if spent > budget:
+            break
+    else:
+        return 0
+    before = len(root.text_content())
+    for child in list(element):  # its text is kept, what it holds is not
+        element.remove(child)
+    node = element
+    while node is not root:
+        parent = node.getparent()
+        for following in list(node.itersiblings()):
+            parent.remove(following)
+        node.tail = None
+        node = parent
+    return before - len(root.text_content())
 
 
 def _title(doc: Any) -> str | None:
@@ -233,22 +299,27 @@ def _is_boilerplate(element: Any) -> bool:
     return next(element.iter("h1", "article", "main"), None) is None
 
 
-def _main_content(doc: Any) -> str:
-    """readability-lxml's choice of the main block, as Markdown ("" when it finds none)."""
+def _main_content(doc: Any) -> Any:
+    """readability-lxml's choice of the main block (None when it finds none, or when
+    the page is too large for its scoring to finish quickly)."""
+    import lxml.html
     from readability import Document
     from readability.readability import Unparseable
 
+    if sum(1 for _ in doc.iter()) > MAX_SCORED:
+        return None
     try:
         summary = Document(doc).summary(html_partial=True)
-    except (Unparseable, ValueError, TypeError):
-        return ""
-    return _markdown(summary)
+        return lxml.html.document_fromstring(summary).find("body")
+    except (Unparseable, ValueError, TypeError, lxml.etree.ParserError):
+        return None
 
 
 def _markdown(html: str) -> str:
     from markdownify import MarkdownConverter
 
     text = MarkdownConverter(heading_style="ATX", bullets="-", strip=["img"],
-                             escape_misc=False).convert(html)
+                             escape_misc=False, table_infer_header=True,
+                             bs4_options="lxml").convert(html)
     text = "\n".join(line.rstrip() for line in text.splitlines())
     return _BLANK_LINES.sub("\n\n", text).strip()
