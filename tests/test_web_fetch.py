@@ -138,6 +138,9 @@ def test_pathological_html_gives_text_or_nothing_never_an_error():
         page = html_to_markdown(html, "http://e.example/")
         assert isinstance(page.text, str)
     assert "a\ufffdb" in html_to_markdown("<p>a\x00b</p>", "http://e.example/").text
+    page = html_to_markdown("<p>shallow</p>" + deep, "http://e.example/")
+    assert page.text == "shallow" and "nests its elements too deeply" in str(page.problem)
+    assert html_to_markdown("<p>fine</p>", "http://e.example/").problem is None
 
 
 # --- other bodies --------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def render(response: httpx2.Response, body: Body, max_chars: int, cap: int) -> s
     lines = [f"HTTP {response.status_code} {response.reason_phrase}".rstrip(),
              f"url: {response.url}"]
     size = f"{len(body.data):,} bytes" if not body.truncated else f"more than {cap:,} bytes"
-    omitted = 0
+    omitted, problem = 0, None
     if body.undecoded:
         text = (f"[the body came in {body.undecoded} encoding ({size}), which agentcli "
                 "does not decode; nothing to show]")
@@ -84,12 +84,13 @@ def render(response: httpx2.Response, body: Body, max_chars: int, cap: int) -> s
         if page.title:
             lines.append(f"title: {page.title}")
         text, omitted = page.text or "(the page has no readable text)", page.omitted
+        problem = page.problem
     else:
         if content_type:
             lines.append(f"content-type: {content_type}")
         text = _other(body, mime, response.charset_encoding, size)
     text = cut(text, max_chars, omitted)
-    notes = _notes(body, cap)
+    notes = _notes(body, cap) + ([f"[... {problem}]"] if problem else [])
     return "\n".join(lines) + "\n\n" + text + ("\n" + "\n".join(notes) if notes else "")
 
 
@@ -186,6 +187,8 @@ class Page:
     omitted: int = 0
     """Characters of page text left out before conversion (only on pages far longer
     than asked for; ``text`` then already holds more than was asked for)."""
+    problem: str | None = None
+    """Why part of the page could not be read, if it could not."""
 
 
 def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
@@ -196,11 +199,15 @@ def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
     import lxml.etree
     import lxml.html
 
+    parser = lxml.html.HTMLParser(encoding="utf-8")
     try:
-        doc = lxml.html.document_fromstring(html.encode("utf-8", "replace"),
-                                            parser=lxml.html.HTMLParser(encoding="utf-8"))
+        doc = lxml.html.document_fromstring(html.encode("utf-8", "replace"), parser=parser)
     except (lxml.etree.ParserError, ValueError):  # empty, or nothing but a comment
         return Page(None, "")
+    problem = None
+    if any(e.type_name == "ERR_RESOURCE_LIMIT" for e in parser.error_log):
+        problem = ("the page nests its elements too deeply (hundreds of levels); the parser "
+                   "stopped there, so what follows is missing")
     title = _title(doc)
     _drop_boilerplate(doc)
     _unnest_headings(doc)
@@ -221,7 +228,7 @@ def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
         text = _markdown(lxml.html.tostring(chosen, encoding="unicode"))
     except RecursionError:  # nesting too deep for the converter: the plain text
         text = _SPACES.sub(" ", chosen.text_content()).strip()
-    return Page(title, text, omitted)
+    return Page(title, text, omitted, problem)
 
 
 def _text_length(element: Any) -> int:
@@ -311,7 +318,7 @@ def _main_content(doc: Any) -> Any:
     try:
         summary = Document(doc).summary(html_partial=True)
         return lxml.html.document_fromstring(summary).find("body")
-    except (Unparseable, ValueError, TypeError, lxml.etree.ParserError):
+    except (Unparseable, ValueError, TypeError, RecursionError, lxml.etree.ParserError):
         return None
 
 
