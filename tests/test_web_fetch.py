@@ -101,6 +101,18 @@ def test_broken_html_is_repaired_not_fatal(srv):
     assert "written by script" not in body and "Powered by" not in body
 
 
+def test_a_wrapper_named_like_boilerplate_keeps_the_page():
+    html = ('<div class="layout has-sidebar"><div class="content"><h2>Notes</h2>'
+            "<p>The first paragraph of the notes, long enough to count.</p>"
+            "<p>The second paragraph, with more words in it.</p></div>"
+            '<div class="sidebar"><p>Side links</p></div>'
+            '<div id="cookie-notice">We use cookies</div></div>')
+    text = html_to_markdown(html, "http://e.example/").text
+    assert text.startswith("## Notes\n\nThe first paragraph")
+    assert "second paragraph" in text
+    assert "Side links" not in text and "cookies" not in text
+
+
 def test_a_page_with_no_text_says_so(srv):
     assert content(page(srv, "comment-only.html")) == "(the page has no readable text)"
 

@@ -61,7 +61,6 @@ _DROP_WORDS = frozenset({"cookie", "cookies", "consent", "gdpr", "newsletter", "
                          "modal", "related"})
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _BLOCKS = frozenset({"p", "div", "ul", "ol", "table", "pre", "blockquote", "section", "dl"})
-_KEEP_TAGS = frozenset({"html", "body", "main", "article"})
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -272,17 +271,18 @@ def _title(doc: Any) -> str | None:
 
 def _drop_boilerplate(doc: Any) -> None:
     """Remove navigation, page headers and footers, scripts, forms and boxes whose
-    class or id says cookie, consent, newsletter, sidebar, ... (not the page's
-    main or article element, nor anything holding its h1)."""
-    for element in list(doc.iter(*_DROP_TAGS, "header", "div", "section", "p", "span", "ul")):
-        if element.getparent() is None or element.tag in _KEEP_TAGS:
+    role, class or id says navigation, cookie, consent, newsletter, sidebar, ...
+    (never the page's main or article element, anything holding its h1, or a box
+    holding most of the page's text: a class such as "has-sidebar" on a wrapper)."""
+    for element in list(doc.iter(*_DROP_TAGS, "header")):
+        if element.getparent() is None:
             continue
-        if element.tag in _DROP_TAGS:
+        if element.tag != "header" or not any(a.tag in ("article", "main")
+                                              for a in element.iterancestors()):
             element.drop_tree()
-        elif element.tag == "header":
-            if not any(a.tag in ("article", "main") for a in element.iterancestors()):
-                element.drop_tree()
-        elif _is_boilerplate(element):
+    total = len(doc.text_content())
+    for element in list(doc.iter("div", "section", "p", "span", "ul", "ol", "table")):
+        if element.getparent() is not None and _is_boilerplate(element, total):
             element.drop_tree()
 
 
@@ -295,7 +295,7 @@ def _unnest_headings(doc: Any) -> None:
                 heading.addnext(child)
 
 
-def _is_boilerplate(element: Any) -> bool:
+def _is_boilerplate(element: Any, total: int) -> bool:
     if (element.get("role") or "").strip().lower() in _DROP_ROLES:
         return True
     if element.get("aria-modal") == "true" or element.get("hidden") is not None:
@@ -303,7 +303,9 @@ def _is_boilerplate(element: Any) -> bool:
     words = set(_WORD.findall(f"{element.get('class', '')} {element.get('id', '')}".lower()))
     if not words & _DROP_WORDS:
         return False
-    return next(element.iter("h1", "article", "main"), None) is None
+    if next(element.iter("h1", "article", "main"), None) is not None:
+        return False
+    return len(element.text_content()) <= total / 2
 
 
 def _main_content(doc: Any) -> Any:
