@@ -11,8 +11,10 @@ from openai_server import Call, text, tool_calls
 
 HTTP = ("httpx", "httpcore", "httpx2", "httpcore2", "agentcli.tools.http", "agentcli.tools.netguard")
 REALTIME = ("websockets", "agentcli.realtime", "openai.resources.realtime")
-HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "mcp", "agentcli.tools", *HTTP, *REALTIME)
-UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "mcp", "agentcli.tools", *HTTP)
+PAGES = ("lxml", "lxml_html_clean", "readability", "markdownify", "bs4", "chardet")
+HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "mcp", "agentcli.tools", *HTTP, *REALTIME,
+         *PAGES)
+UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "mcp", "agentcli.tools", *HTTP, *PAGES)
 
 
 def loaded_after(code: str) -> set[str]:
@@ -55,6 +57,7 @@ def test_a_piped_run_loads_no_ui(home, server, run_args):
     assert roots(set(json.loads(modules)), ("rich", "prompt_toolkit", "httpcore", "httpx")) == set()
     # api = "chat" (the default): the realtime client and websockets stay unloaded
     assert roots(set(json.loads(modules)), REALTIME) == set()
+    assert roots(set(json.loads(modules)), PAGES) == set()  # web_fetch offered, not called
 
 
 def test_the_core_imports_no_ui():
@@ -81,6 +84,28 @@ def test_an_http_tool_call_loads_one_http_stack():
             "    assert get(**get.validate({'url': srv.url('/text')})).startswith('HTTP 200')")
     modules = loaded_after(code)
     assert "httpcore2" in modules
+    assert roots(modules, ("httpx", "httpcore")) == set()
+
+
+def test_the_page_parsers_load_on_the_first_web_fetch_only():
+    tests = str(Path(__file__).parent)
+    code = (f"import sys, json\nsys.path.insert(0, {tests!r})\n"
+            "from http_server import LoopbackServer\n"
+            "from agentcli.config import HttpSettings\n"
+            "from agentcli.tools.http import http_tools\n"
+            "with LoopbackServer() as srv:\n"
+            "    config = HttpSettings(allow_hosts=[f'127.0.0.1:{srv.port}'])\n"
+            "    tools = {t.name: t for t in http_tools(config)}\n"
+            "    get, fetch = tools['http_get'], tools['web_fetch']\n"
+            "    assert get(**get.validate({'url': srv.url('/page?name=article.html')}))\n"
+            "    print(json.dumps(sorted(sys.modules)))\n"
+            "    url = srv.url('/page?name=article.html')\n"
+            "    assert '# Why the Night' in fetch(**fetch.validate({'url': url}))")
+    code += "\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, modules = (set(json.loads(line)) for line in out.stdout.splitlines())
+    assert roots(before, PAGES) == set()
+    assert {"lxml", "readability", "markdownify"} <= {m.split(".")[0] for m in modules}
     assert roots(modules, ("httpx", "httpcore")) == set()
 
 
