@@ -83,7 +83,7 @@ def test_an_http_tool_call_loads_one_http_stack():
 
 
 def test_the_mcp_sdk_loads_only_when_a_server_is_configured(home):
-    for argv in (["tools", "list"], ["mcp", "list"], ["mcp", "--help"]):
+    for argv in (["tools", "list"], ["mcp", "list"], ["mcp", "--help"], ["mcp", "serve", "--help"]):
         assert roots(after_cli(*argv), ("mcp", "agentcli.mcp")) == set(), argv
     config = home / "config" / "agentcli" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)

@@ -112,8 +112,9 @@ def _named(directory: Path, named: list[Path]) -> bool:
 
 
 def build_registry(settings: Settings, opts: CommonOptions, console: Console,
-                   report: LoadReport | None = None) -> ToolRegistry:
-    """Built-ins plus every plugin; problems are reported on stderr and skipped."""
+                   report: LoadReport | None = None, *, with_mcp: bool = True) -> ToolRegistry:
+    """Built-ins plus every plugin (and, ``with_mcp``, the configured MCP servers' tools);
+    problems are reported on stderr and skipped."""
     registry = ToolRegistry(settings.tools.policy)
     if opts.no_tools:
         return registry
@@ -124,7 +125,8 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
         load_dir(directory, report, timeout=settings.tools.timeout)
     registry.extend(report.tools)
     registry.hooks = hooks_from_config(settings.hooks) + report.hooks
-    add_mcp_tools(settings, registry, console)
+    if with_mcp:
+        add_mcp_tools(settings, registry, console)
     for line in [str(e) for e in report.errors] + report.output + registry.warnings:
         console.print(f"agentcli: {visible(line)}")
     return registry

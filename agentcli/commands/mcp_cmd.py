@@ -61,3 +61,46 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         print(line)
         if r["error"]:
             print(f"{'':<{width}}  {visible(r['error'])}")
+
+
+def serve_tools(opts: CommonOptions, allow: list[str]) -> int:
+    """``agentcli mcp serve``: agentcli's tools over stdio until the client leaves.
+
+    The wire is claimed first, before settings and plugins load, so nothing
+    written on the way (a plugin's print at import, a warning) reaches it.
+    """
+    from ..mcp.serve import claim_stdio
+
+    wire = claim_stdio()
+    console = stderr(opts)
+    with reported(verbose=opts.verbose) as code:
+        service = _service(opts, allow, console)
+        from ..mcp.serve import serve
+
+        console.print(f"agentcli: serving up to {len(service.registry)} tool(s) over MCP on "
+                      "stdio; tools that ask for approval are offered only to clients that "
+                      "can be asked, or with --allow NAME")
+        serve(service, wire, lambda line: console.print(f"agentcli: {line}"))
+    return code[0]
+
+
+def _service(opts: CommonOptions, allow: list[str], console: Any) -> Any:
+    """The tools, rules and limits every call of ``mcp serve`` shares."""
+    from ..errors import UsageError
+    from ..mcp.serve import Service, never_runs, unknown_allowed
+    from .common import audit_log, build_registry, load_rules
+
+    loaded = load_settings(opts, console)
+    settings = loaded.settings
+    registry = build_registry(settings, opts, console, with_mcp=False)
+    rules = load_rules(opts, loaded)
+    unknown = unknown_allowed(registry, allow)
+    if unknown:
+        known = ", ".join(t.name for t in registry.all()) or "none"
+        raise UsageError(f"--allow {visible(unknown[0])}: no such tool (tools: {known})")
+    for name in allow:
+        if never_runs(name, registry, rules):
+            console.print(f"agentcli: --allow {name}: its policy denies every call, "
+                          "so it is not served")
+    secrets = [k for k in [settings.api_key()] if k]
+    return Service(registry, rules, settings.tools, set(allow), audit=audit_log(secrets))
