@@ -323,3 +323,14 @@ def test_always_answers_are_shared_by_later_calls():
     second = service.run("reader", {"path": "b"}, approve)
     assert (first.status, second.status, first.result, second.result) == ("ok", "ok", "a", "b")
     assert asked == ["reader"]
+
+
+def test_arguments_nested_too_deeply_are_an_error_result_not_a_crash():
+    service = Service(registry({"reader": "auto"}), Rules(), ToolSettings(), allow=set())
+    deep: dict = {}
+    inner = deep
+    for _ in range(5000):
+        inner["x"] = {}
+        inner = inner["x"]
+    record = service.run("reader", {"path": deep}, lambda request: None)
+    assert record.status == "error" and "arguments" in record.result

@@ -184,7 +184,11 @@ class Service:
                                 limits=Limits(max_parallel=1, tool_timeout=t.timeout,
                                               max_output=t.max_output))
         executor.guards, executor.always, executor.scopes = self.guards, self.always, self.scopes
-        call = ToolCall(id="call_mcp", name=name, arguments=json.dumps(arguments))
+        try:
+            text = json.dumps(arguments, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):  # too deep, or NaN: the executor says so
+            text = "[arguments that cannot be written as JSON]"
+        call = ToolCall(id="call_mcp", name=name, arguments=text)
         with self.lock:
             return executor.run(Conversation(id=self.session), [call])[0]
 
