@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from mcp_fixtures import script, write_config
+from test_layering import after_cli, roots
 
 from agentcli import trust
 from agentcli.config import validate
@@ -133,3 +134,9 @@ def test_mcp_list_shows_imported_servers_and_says_which_one_wins(cli, home):
     rows = {r["name"]: r for r in json.loads(trusted.stdout)}
     assert rows["project"]["source"] == str(work / ".mcp.json")
     assert rows["project"]["status"] == "disabled"
+
+
+def test_an_import_with_no_server_in_it_loads_no_sdk(home):
+    missing = home / "nothing-here.json"
+    write_config(home, f'[mcp]\nimport = ["{missing}"]\n')
+    assert roots(after_cli("tools", "list"), ("mcp",)) == set()

@@ -53,6 +53,9 @@ calculator = "auto"
 http_get = "auto"
 shout = "auto"
 http_post = "deny"
+
+[mcp.servers.itself]            # as another agentcli would use this one: never started by serve
+command = "no-such-mcp-command"
 '''
 
 
@@ -145,6 +148,12 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_a_client_lists_builtins_and_plugins_but_never_a_denied_tool(sessions):
     assert sessions["legacy"].tools == ["calculator", "current_time", "http_get", "shout"]
+
+
+def test_serve_starts_no_configured_mcp_server(sessions):
+    # a config that both serves agentcli and uses it must not start itself in a loop
+    assert "itself" not in sessions["legacy"].stderr
+    assert not (sessions["home"] / "state" / "agentcli" / "mcp" / "itself.log").exists()
 
 
 def test_the_calculator_answers_through_the_sandbox(sessions):
@@ -334,3 +343,30 @@ def test_arguments_nested_too_deeply_are_an_error_result_not_a_crash():
         inner = inner["x"]
     record = service.run("reader", {"path": deep}, lambda request: None)
     assert record.status == "error" and "arguments" in record.result
+
+
+def test_a_call_waiting_for_approval_does_not_hold_up_the_others():
+    import threading
+
+    from agentcli.events import Decision
+
+    service = Service(registry({}), Rules(), ToolSettings(), allow=set())
+    asked, answer = threading.Event(), threading.Event()
+
+    def slow_user(request: ApprovalRequest) -> Decision:
+        asked.set()
+        answer.wait(10)
+        return Decision(True)
+
+    waiting = threading.Thread(target=service.run, args=("reader", {"path": "a"}, slow_user))
+    waiting.start()
+    assert asked.wait(10)
+    done: list[Any] = []
+    quick = threading.Thread(target=lambda: done.append(
+        service.run("reader", {"path": "b"}, lambda request: Decision(True))))
+    quick.start()
+    quick.join(5)
+    assert [r.result for r in done] == ["b"]  # it ran while the first call was still waiting
+    answer.set()
+    waiting.join(10)
+    assert not waiting.is_alive()

@@ -171,12 +171,16 @@ class Service:
 
     def run(self, name: str, arguments: dict[str, Any],
             approve: Callable[[ApprovalRequest], Decision]) -> ToolRecord:
-        """One call through the executor; calls run one at a time (tools may point
-        file descriptor 1 elsewhere while they run)."""
+        """One call through the executor. Calls run one at a time (a running tool may
+        point file descriptor 1 elsewhere), but not while one waits for the user's answer."""
         def approver(request: ApprovalRequest) -> Decision:
             if request.tool.name in self.allow:
                 return Decision(True)
-            return approve(request)
+            self.lock.release()
+            try:
+                return approve(request)
+            finally:
+                self.lock.acquire()
 
         t = self.settings
         executor = ToolExecutor(self.registry, approve=approver, tool_settings=t,
