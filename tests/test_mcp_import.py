@@ -140,3 +140,18 @@ def test_an_import_with_no_server_in_it_loads_no_sdk(home):
     missing = home / "nothing-here.json"
     write_config(home, f'[mcp]\nimport = ["{missing}"]\n')
     assert roots(after_cli("tools", "list"), ("mcp",)) == set()
+
+
+def test_a_rejected_entry_never_repeats_its_values(tmp_path):
+    path = write_json(tmp_path / "claude.json", {"mcpServers": {
+        "gh": {"command": "gh-mcp", "env": {"GITHUB_TOKEN": 1234567890123}},
+        "web": {"url": "https://user:hunter2-secret@example.com/mcp"},
+        "deep": {"command": "x", "args": [[[["nested"]]]]}}})
+    nested = write_json(tmp_path / "nested.json", "[" * 100_000 + "]" * 100_000)
+    found = configured_servers(settings({"mcp": {"import": [str(path), str(nested)]}}),
+                               cwd=tmp_path, trusted=False)
+    assert found.servers == {} and len(found.warnings) == 4
+    text = "\n".join(found.warnings)
+    assert "1234567890123" not in text and "hunter2" not in text
+    assert "env.GITHUB_TOKEN" in text and "user name or password" in text
+    assert f"{nested}: cannot read" in found.warnings[-1]

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import SERVER_NAME, McpServer, Settings, describe_error
+from ..config import SERVER_NAME, McpServer, Settings
 
 LOCAL_FILE = ".mcp.json"
 MAX_BYTES = 1_000_000
@@ -162,8 +162,17 @@ def _server(raw_name: str, entry: Any, path: Path,
     try:
         return name, McpServer.model_validate(fields)
     except ValidationError as exc:
-        warnings.append(f"{where}: skipped: {describe_error(exc)}")
+        warnings.append(f"{where}: skipped: {_problem(exc)}")
         return None
+
+
+def _problem(exc: ValidationError) -> str:
+    """The first problem, without the value (these files often hold tokens in env)."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    return f"'{key}': {message}" if key else message
 
 
 def _cursor_variables(value: Any) -> Any:
