@@ -24,6 +24,7 @@ from conftest import AGENTCLI
 from http_server import LoopbackServer
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp_types.version import is_version_at_least
 
 from agentcli.config import ToolSettings
 from agentcli.events import ApprovalRequest
@@ -67,6 +68,7 @@ class Session:
     calls: dict[str, types.CallToolResult] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
     stderr: str = ""
+    protocol: str = ""
 
 
 def environment(home: Path) -> dict[str, str]:
@@ -99,6 +101,7 @@ async def drive(home: Path, label: str, *flags: str, mode: str = "legacy",
         transport = stdio_client(params, errlog=errlog)
         async with Client(transport, mode=mode, cache=None,
                           elicitation_callback=on_elicit if answers is not None else None) as c:
+            seen.protocol = c.protocol_version
             seen.tools = sorted(t.name for t in (await c.list_tools()).tools)
             for key, (name, arguments) in calls.items():
                 seen.calls[key] = await c.call_tool(name, arguments)
@@ -187,6 +190,9 @@ def test_a_tool_the_policy_denies_is_not_served(sessions):
 
 
 def test_a_tool_that_asks_is_approved_or_declined_through_elicitation(sessions):
+    # before 2026-07-28 the server asks mid-call; from then on the client calls again
+    assert not is_version_at_least(sessions["legacy"].protocol, "2026-07-28")
+    assert is_version_at_least(sessions["modern"].protocol, "2026-07-28")
     for era in ("legacy", "modern"):
         seen = sessions[era]
         assert len(seen.asked) == 2, era  # auto tools ran without asking
