@@ -376,3 +376,11 @@ def test_a_call_waiting_for_approval_does_not_hold_up_the_others():
     answer.set()
     waiting.join(10)
     assert not waiting.is_alive()
+
+
+def test_a_closed_stdout_is_one_clear_error(home):
+    done = subprocess.run([*AGENTCLI, "mcp", "serve"], stdin=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=30,
+                          preexec_fn=lambda: os.close(1))
+    assert done.returncode == 2
+    assert "stdin and stdout" in done.stderr and "Traceback" not in done.stderr

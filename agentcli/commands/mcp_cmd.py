@@ -78,9 +78,9 @@ def serve_tools(opts: CommonOptions, allow: list[str]) -> int:
     """
     from ..mcp.serve import claim_stdio
 
-    wire = claim_stdio()
     console = stderr(opts)
     with reported(verbose=opts.verbose) as code:
+        wire = claim_stdio()
         service = _service(opts, allow, console)
         from ..mcp.serve import serve
 

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 from ..audit import AuditLog
 from ..config import ToolSettings
 from ..conversation import Conversation, new_id
+from ..errors import UsageError
 from ..events import ApprovalRequest, Decision, ToolRecord
 from ..executor import Limits, ToolExecutor
 from ..messages import ToolCall
@@ -211,9 +212,14 @@ def unattended(request: ApprovalRequest) -> Decision:
 def claim_stdio() -> tuple[BinaryIO, BinaryIO]:
     """Private copies of stdin and stdout for the wire; fd 0 then reads the null device
     and fd 1 writes to stderr, so stray output cannot corrupt the protocol."""
-    sys.stdout.flush()
-    wire_in = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
-    wire_out = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        wire_in = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
+        wire_out = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"mcp serve talks to its client over stdin and stdout, and one of "
+                         f"them is closed ({exc})") from None
     os.dup2(2, 1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
