@@ -384,3 +384,22 @@ def test_a_closed_stdout_is_one_clear_error(home):
                           preexec_fn=lambda: os.close(1))
     assert done.returncode == 2
     assert "stdin and stdout" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_call_asked_about_through_a_second_call_counts_once_for_the_rate_limit():
+    from agentcli.config import ToolLimit
+    from agentcli.events import Decision
+    from agentcli.mcp.serve import NeedsApproval
+
+    settings = ToolSettings(limits={"reader": ToolLimit(max_calls_per_minute=1)})
+    service = Service(registry({}), Rules(), settings, allow=set())
+
+    def not_yet(request: ApprovalRequest) -> Decision:
+        raise NeedsApproval(request)
+
+    with pytest.raises(NeedsApproval):
+        service.run("reader", {"path": "a"}, not_yet)
+    answered = service.run("reader", {"path": "a"}, lambda request: Decision(True))
+    assert (answered.status, answered.result) == ("ok", "a")
+    again = service.run("reader", {"path": "b"}, lambda request: Decision(True))
+    assert again.status == "error" and "rate limited" in again.result

@@ -134,6 +134,8 @@ def question(request: ApprovalRequest) -> str:
 
 def decision_of(result: Any) -> Decision:
     """An ``ElicitResult`` as an approval: accept runs the call, anything else does not."""
+    if isinstance(result, _Failed):
+        return Decision(False, reason=f"the MCP client could not ask the user ({result.reason})")
     if getattr(result, "action", None) != "accept":
         return Decision(False, reason="the user declined it in the MCP client")
     content = getattr(result, "content", None) or {}
@@ -195,7 +197,11 @@ class Service:
             text = "[arguments that cannot be written as JSON]"
         call = ToolCall(id="call_mcp", name=name, arguments=text)
         with self.lock:
-            return executor.run(Conversation(id=self.session), [call])[0]
+            try:
+                return executor.run(Conversation(id=self.session), [call])[0]
+            except NeedsApproval:
+                self.guards.uncount(name)  # it is counted when the answer comes
+                raise
 
     def token(self, name: str, arguments: dict[str, Any]) -> str:
         """Binds an answer to the exact call it was asked about."""
@@ -326,10 +332,11 @@ async def _elicit(ctx: Any, message: str) -> Any:
         return await ctx.session.elicit_form(message, APPROVAL_SCHEMA,
                                              related_request_id=ctx.request_id)
     except Exception as exc:  # the client failed to answer: nothing runs
-        return _Declined(str(exc))
+        return _Failed(str(exc) or type(exc).__name__)
 
 
 @dataclass
-class _Declined:
+class _Failed:
+    """An elicitation that got no answer."""
+
     reason: str
-    action: str = "error"
