@@ -130,6 +130,7 @@ def test_mcp_list_shows_imported_servers_and_says_which_one_wins(cli, home):
     assert any(".mcp.json: this directory is not trusted" in ln for ln in lines)
 
     trust.trust(work)
+    write_config(home, "")  # no server to start this time: only the project's, disabled
     trusted = cli("mcp", "list", "--json")
     rows = {r["name"]: r for r in json.loads(trusted.stdout)}
     assert rows["project"]["source"] == str(work / ".mcp.json")
