@@ -206,6 +206,8 @@ def test_a_tool_that_asks_is_approved_or_declined_through_elicitation(sessions):
 def test_a_tool_that_asks_is_hidden_from_a_client_that_cannot_be_asked(sessions):
     mute = sessions["mute"]
     assert mute.tools == ["calculator", "http_get"]
+    assert "cannot be asked for approval, so these tools are not offered: current_time" \
+        in mute.stderr
     hidden = mute.calls["hidden"]
     assert hidden.is_error is True and "--allow" in text_of(hidden)
 

@@ -250,7 +250,7 @@ async def _serve(service: Service, wire: tuple[BinaryIO, BinaryIO],
     from .. import __version__
 
     server: Server[Any] = Server("agentcli", version=__version__,
-                                 on_list_tools=_lister(service),
+                                 on_list_tools=_lister(service, log),
                                  on_call_tool=_caller(service, log))
     stdin = anyio.wrap_file(io.TextIOWrapper(wire[0], encoding="utf-8", errors="replace"))
     stdout = anyio.wrap_file(io.TextIOWrapper(wire[1], encoding="utf-8", write_through=True))
@@ -269,13 +269,21 @@ def _selection(service: Service, ctx: Any) -> Selection:
                   can_elicit=_can_elicit(ctx))
 
 
-def _lister(service: Service) -> Any:
+def _lister(service: Service, log: Callable[[str], None]) -> Any:
     import mcp_types as types
 
+    said: set[str] = set()
+
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        selection = _selection(service, ctx)
+        unasked = sorted(n for n, why in selection.hidden.items() if "--allow" in why)
+        if unasked and ",".join(unasked) not in said:
+            said.add(",".join(unasked))
+            log(f"this client cannot be asked for approval, so these tools are not offered: "
+                f"{', '.join(unasked)} (serve them with --allow NAME, or give them policy "
+                "\"auto\" in [tools.policy])")
         offered = [types.Tool(name=t.name, description=t.description or None,
-                              input_schema=t.parameters)
-                   for t in _selection(service, ctx).tools]
+                              input_schema=t.parameters) for t in selection.tools]
         return types.ListToolsResult(tools=offered)
     return list_tools
 
