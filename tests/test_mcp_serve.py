@@ -351,6 +351,7 @@ def test_arguments_nested_too_deeply_are_an_error_result_not_a_crash():
         inner = inner["x"]
     record = service.run("reader", {"path": deep}, lambda request: None)
     assert record.status == "error" and "arguments" in record.result
+    assert service.token("reader", {"path": deep}) == ""  # no answer can ever match it
 
 
 def test_a_call_waiting_for_approval_does_not_hold_up_the_others():

@@ -205,7 +205,10 @@ class Service:
 
     def token(self, name: str, arguments: dict[str, Any]) -> str:
         """Binds an answer to the exact call it was asked about."""
-        message = canonical(name, arguments).encode("utf-8", "surrogatepass")
+        try:
+            message = canonical(name, arguments).encode("utf-8", "surrogatepass")
+        except (ValueError, RecursionError):  # such a call fails before anything is asked
+            return ""
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()
 
 
@@ -309,7 +312,8 @@ def _caller(service: Service, log: Callable[[str], None]) -> Any:
         can_ask = _can_elicit(ctx)
         token = service.token(params.name, arguments)
         answer = (params.input_responses or {}).get(APPROVAL_KEY)
-        if answer is not None and not hmac.compare_digest(params.request_state or "", token):
+        if answer is not None and not (token and hmac.compare_digest(params.request_state or "",
+                                                                    token)):
             answer = None  # an answer to some other question
 
         def approve(request: ApprovalRequest) -> Decision:
