@@ -136,7 +136,7 @@ class Agent:
                 "tools, or start a new conversation")
         check(fitted.messages)
         self._tell_fitted(fitted.dropped, fitted.shortened, window)
-        return [m.to_api() for m in fitted.messages]
+        return [m.to_api(images=self.provider.takes_images) for m in fitted.messages]
 
     def _tell_fitted(self, dropped: int, shortened: int, window: int) -> None:
         if dropped:

@@ -269,6 +269,20 @@ def mcp_list(as_json: JsonFlag = False, config: ConfigFile = None, profile: Prof
                                   as_json))
 
 
+@mcp_app.command("serve")
+def mcp_serve(allow: Annotated[list[str] | None, typer.Option("--allow", metavar="NAME", help="Serve this tool although it asks for approval and the client cannot be asked; its calls run without asking (repeatable).")] = None,
+              config: ConfigFile = None, profile: Profile = None, tools_dir: ToolsDir = None,
+              no_tools: NoTools = False, policy: PolicyFile = None,
+              verbose: Verbose = False, quiet: Quiet = False) -> None:
+    """Serve agentcli's built-in and plugin tools to an MCP client over stdio."""
+    from .commands.common import CommonOptions
+    from .commands.mcp_cmd import serve_tools
+
+    opts = CommonOptions(config=config, profile=profile, tools_dirs=tools_dir or [],
+                         no_tools=no_tools, policy=policy, verbose=verbose, quiet=quiet)
+    raise typer.Exit(serve_tools(opts, allow or []))
+
+
 sessions_app = typer.Typer(no_args_is_help=True, help="List, show, remove and export saved sessions.")
 app.add_typer(sessions_app, name="sessions")
 SessionId = Annotated[str, typer.Argument(metavar="ID", help="Session id (see: agentcli sessions list).")]

@@ -196,7 +196,11 @@ class McpServer(_Strict):
 
 
 class McpSettings(_Strict):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, serialize_by_alias=True)
+
     servers: dict[str, McpServer] = {}
+    import_: list[str] = Field(default=[], alias="import")
+    """``mcpServers`` JSON files to read servers from (Claude Desktop, Cursor, .mcp.json)."""
 
     @field_validator("servers")
     @classmethod

@@ -60,6 +60,9 @@ class _Retry(Exception):
 
 
 class ChatProvider:
+    takes_images = False
+    """Whether tool results' images are sent (Chat Completions tool messages are text only)."""
+
     def __init__(self, settings: Settings, api_key: str | None, *,
                  notice: Callable[[str], None] = lambda _: None,
                  debug: Callable[[str], None] | None = None,

@@ -21,20 +21,45 @@ from .provider import ChatProvider, Reply, _data, _finalise
 
 
 def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat Completions messages as Responses input items."""
+    """Chat Completions messages as Responses input items.
+
+    Images of tool results follow the ``function_call_output`` items of their
+    reply as ``input_image`` parts of one user message (a function's output is
+    text only).
+    """
     items: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
     for msg in messages:
         if msg["role"] == "tool":
             items.append({"type": "function_call_output", "call_id": msg["tool_call_id"],
                           "output": msg.get("content") or ""})
+            images += image_parts(msg["tool_call_id"], msg.get("images") or [])
             continue
+        if images:
+            items.append({"role": "user", "content": images})
+            images = []
         if msg.get("content") or msg["role"] != "assistant":
             items.append({"role": msg["role"], "content": msg.get("content") or ""})
         for call in msg.get("tool_calls") or []:
             items.append({"type": "function_call", "call_id": call["id"],
                           "name": call["function"]["name"],
                           "arguments": call["function"]["arguments"]})
+    if images:
+        items.append({"role": "user", "content": images})
     return items
+
+
+def image_parts(call_id: str, images: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """A line naming the call, then each image as an ``input_image`` data URL."""
+    if not images:
+        return []
+    label = "image" if len(images) == 1 else f"{len(images)} images"
+    parts: list[dict[str, Any]] = [{"type": "input_text",
+                                    "text": f"The {label} returned by the tool call {call_id}:"}]
+    for image in images:
+        parts.append({"type": "input_image",
+                      "image_url": f"data:{image['mime_type']};base64,{image['data']}"})
+    return parts
 
 
 def to_tools(schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,6 +78,7 @@ UNSENT = ("seed",)
 
 
 class ResponsesProvider(ChatProvider):
+    takes_images = True
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """As ChatProvider; warns once about each set key that cannot be sent."""
         super().__init__(*args, **kwargs)

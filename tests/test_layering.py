@@ -110,7 +110,7 @@ def test_the_page_parsers_load_on_the_first_web_fetch_only():
 
 
 def test_the_mcp_sdk_loads_only_when_a_server_is_configured(home):
-    for argv in (["tools", "list"], ["mcp", "list"], ["mcp", "--help"]):
+    for argv in (["tools", "list"], ["mcp", "list"], ["mcp", "--help"], ["mcp", "serve", "--help"]):
         assert roots(after_cli(*argv), ("mcp", "agentcli.mcp")) == set(), argv
     config = home / "config" / "agentcli" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)

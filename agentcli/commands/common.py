@@ -112,8 +112,9 @@ def _named(directory: Path, named: list[Path]) -> bool:
 
 
 def build_registry(settings: Settings, opts: CommonOptions, console: Console,
-                   report: LoadReport | None = None) -> ToolRegistry:
-    """Built-ins plus every plugin; problems are reported on stderr and skipped."""
+                   report: LoadReport | None = None, *, with_mcp: bool = True) -> ToolRegistry:
+    """Built-ins plus every plugin (and, ``with_mcp``, the configured MCP servers' tools);
+    problems are reported on stderr and skipped."""
     registry = ToolRegistry(settings.tools.policy)
     if opts.no_tools:
         return registry
@@ -124,23 +125,44 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
         load_dir(directory, report, timeout=settings.tools.timeout)
     registry.extend(report.tools)
     registry.hooks = hooks_from_config(settings.hooks) + report.hooks
-    add_mcp_tools(settings, registry, console)
+    if with_mcp:
+        add_mcp_tools(settings, registry, console, verbose=opts.verbose)
     for line in [str(e) for e in report.errors] + report.output + registry.warnings:
         console.print(f"agentcli: {visible(line)}")
     return registry
 
 
-def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console) -> None:
+def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console,
+                  *, verbose: bool = False) -> None:
     """The tools of the configured MCP servers (started here, stopped at exit).
 
     The ``mcp`` SDK is imported only when a server is enabled.
     """
-    servers = {name: cfg for name, cfg in settings.mcp.servers.items() if cfg.enabled}
+    found = configured_mcp(settings, console, notes=verbose)
+    servers = {name: cfg for name, cfg in found.servers.items() if cfg.enabled} if found else {}
     if not servers:
         return
     from ..mcp.lifecycle import add_tools
 
     add_tools(registry, servers, lambda line: console.print(f"agentcli: {visible(line)}"))
+
+
+def configured_mcp(settings: Settings, console: Console, *, notes: bool,
+                   cwd: Path | None = None) -> Any:
+    """The MCP servers to use (``agentcli.mcp.imports.Servers``): the config's, then
+    those of ``mcp.import`` files and a trusted ``./.mcp.json``; None when there is
+    nothing to read (``agentcli.mcp`` is not even imported then). Problems are one
+    line each on stderr; with ``notes``, so are servers shadowed by another."""
+    cwd = cwd or Path.cwd()
+    if not (settings.mcp.servers or settings.mcp.import_ or (cwd / ".mcp.json").is_file()):
+        return None
+    from ..mcp.imports import configured_servers
+
+    found = configured_servers(settings, cwd=cwd, trusted=trust.is_trusted(cwd),
+                               untrusted_notice=lambda _: trust.first_notice(cwd, "mcp.json"))
+    for line in found.warnings + (found.notes if notes else []):
+        console.print(f"agentcli: {visible(line)}")
+    return found
 
 
 def tool_choice(value: str | None, registry: ToolRegistry) -> Any:

@@ -35,6 +35,17 @@ class Outcome:
     result: str
     duration_ms: int = 0
     output: str = ""
+    images: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class WithImages:
+    """A tool's result with images beside its text (an MCP tool's). The text, which
+    summarises each image in a line, is what every API gets; the images themselves
+    (``{"mime_type", "data"}``, base64) go only where the protocol carries them."""
+
+    text: str
+    images: list[dict[str, str]]
 
 
 class ResultNotText(AgentCLIError):
@@ -330,7 +341,10 @@ def _run_one(job: Job) -> Outcome:
     or an exception to text runs plugin code (``__str__``) that may hang too.
     """
     try:
-        return Outcome("ok", serialise(call(job.tool, job.kwargs, job.timeout, job.stopper)))
+        value = call(job.tool, job.kwargs, job.timeout, job.stopper)
+        if isinstance(value, WithImages):
+            return Outcome("ok", value.text, images=value.images)
+        return Outcome("ok", serialise(value))
     except AgentCLIError as exc:
         return Outcome("error", f"error: {_text_of(exc)}")
     except BaseException as exc:  # a plugin must not stop us: SystemExit, KeyboardInterrupt too
