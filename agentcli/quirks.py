@@ -28,8 +28,8 @@ class Quirk:
 KNOWN = {
     "no_index": ("tool-call deltas carry no index",
                  "deltas are matched by id, else joined to the latest call"),
-    "index_zero": ("several calls share index 0 with distinct ids",
-                   "a new id starts a new call"),
+    "index_zero": ("several calls share index 0",
+                   "a new id, or a new name after whole arguments, starts a new call"),
     "missing_id": ("a call came without an id", "ids are filled in"),
     "duplicate_id": ("two calls share one id", "the second call gets a fresh id"),
     "whole_call": ("each call came whole in one chunk", "taken as it is"),
@@ -106,7 +106,7 @@ def tool_call_quirks(chunks: list[dict[str, Any]], calls: list[ToolCall]) -> lis
     if any(not _is_index(e.get("index")) for e in entries):
         names.append("no_index")
     ids = [e.get("id") for e in heads]
-    if len(heads) > 1 and all(e.get("index") == 0 for e in heads) and len(set(ids)) > 1:
+    if len(heads) > 1 and all(e.get("index") == 0 for e in heads):
         names.append("index_zero")
     if any(not call_id for call_id in ids):
         names.append("missing_id")

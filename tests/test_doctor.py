@@ -143,7 +143,8 @@ def test_a_server_that_behaves_like_openai_passes_every_probe(srv):
 
 
 @pytest.mark.parametrize(("quirks", "same_id", "expected", "handling"), [
-    ({"index_zero"}, False, "index_zero", "a new id starts a new call"),
+    ({"index_zero"}, False, "index_zero", "a new id, or a new name after whole arguments"),
+    ({"index_zero", "no_id"}, False, "index_zero", "ids are filled in"),
     ({"no_index"}, False, "no_index", "matched by id"),
     ({"no_id"}, False, "missing_id", "ids are filled in"),
     ({"empty_id"}, False, "missing_id", "ids are filled in"),
