@@ -246,6 +246,8 @@ class Doctor:
 
     def _row(self, probe_id: str, feature: str, method: Callable[[Doctor], Finding]) -> Row:
         start = time.monotonic()
+        if self.debug is not None:
+            self.debug(f"probe: {feature}")
         try:
             found = self._skip(probe_id) or method(self)
         except Exception as exc:  # a probe never ends the run

@@ -69,7 +69,7 @@ def responses_call(city: str) -> Reply:
 
 def scenario(quirks: frozenset[str] = frozenset(), *, tools: str = "yes", hang: str | None = None,
              responses: bool = True, schema_answer: str = '{"city": "Paris", "celsius": 12}',
-             same_id: bool = False, ignore_named: bool = False):
+             same_id: bool = False, ignore_named: bool = False, cut: bool = False):
     """A responder: ``tools`` is "yes", "text" (ignored: answers in text) or "refused" (400)."""
     def respond(request: Recorded) -> Reply:
         probe = probe_of(request)
@@ -90,6 +90,8 @@ def scenario(quirks: frozenset[str] = frozenset(), *, tools: str = "yes", hang: 
             second = Call("get_weather", {"city": "Rome"}, id="call_same" if same_id else "call_p2")
             return tool_calls(first, second, quirks=quirks)
         name = "get_time" if ignore_named and probe == "tool_choice_named" else "get_weather"
+        if cut:  # the token limit struck inside the arguments, as llama.cpp sends it
+            return tool_calls(Call(name, '{"city": "Pa'), finish_reason="length")
         return tool_calls(Call(name, {"city": "Paris"}), quirks=quirks)
     return respond
 
@@ -162,6 +164,18 @@ def test_each_index_and_id_quirk_is_named_with_what_agentcli_does(srv, quirks, s
     assert expected in parallel.quirks and handling in parallel.action
     assert parallel.tool_call and "2 calls" in parallel.seen  # normalised into two good calls
     assert report.exit_code == 0
+
+
+def test_calls_that_cannot_run_are_named_and_do_not_count_as_working(srv):
+    srv.responder = scenario(frozenset({"empty_args"}), cut=True)
+    report = doctor(srv)
+    found = rows(report)
+    assert found["tool_call"].quirks == ["cut_by_length"] and not found["tool_call"].tool_call
+    assert "never run" in found["tool_call"].action
+    parallel = found["parallel"]  # two calls with "" for arguments
+    assert "empty_args" in parallel.quirks and not parallel.tool_call
+    assert "not every call is get_weather with a city" in parallel.seen
+    assert report.exit_code == 1
 
 
 def test_rejected_optional_fields_are_dropped_and_remembered(srv):

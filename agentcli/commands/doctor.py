@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from ..doctor import Report
-from ..doctor_checks import diagnose
+from ..doctor import Report, Row
+from ..doctor_checks import PROBES, diagnose
 from ..endpoint import resolve
 from ..ui.safe_text import json_visible, visible
 from .common import CommonOptions, load_settings, reported, stderr
@@ -38,7 +40,9 @@ def doctor_command(opts: DoctorOptions) -> int:
             console.print(f"agentcli: probing {settings.base_url or 'the OpenAI API'} "
                           f"(model {settings.model or 'from its list'}), up to "
                           f"{opts.timeout:g} s a request")
-        report = diagnose(settings, settings.api_key(), timeout=opts.timeout, debug=debug)
+        with _progress(console, quiet=opts.quiet or opts.json or opts.verbose) as on_row:
+            report = diagnose(settings, settings.api_key(), timeout=opts.timeout, debug=debug,
+                              on_row=on_row)
         if opts.json:
             obj = report.as_json()
             print(json_visible(obj, indent=2) if terminal else json.dumps(obj, ensure_ascii=False,
@@ -51,11 +55,28 @@ def doctor_command(opts: DoctorOptions) -> int:
     return code[0]
 
 
+@contextmanager
+def _progress(console: Console, *, quiet: bool) -> Iterator[Callable[[Row], None]]:
+    """On a terminal, a spinner line naming the last probe done; elsewhere nothing."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda _: None
+        return
+    total = len(PROBES)
+    done: list[Row] = []
+    with console.status(f"probing (0 of {total})") as status:
+        def update(row: Row) -> None:
+            done.append(row)
+            status.update(f"probing ({len(done)} of {total}; {row.feature}: {row.result})")
+        yield update
+
+
 def _settings(opts: DoctorOptions, console: Console) -> Settings:
-    """The configured server; with no base URL and no key, a local one is looked for."""
+    """The configured server. With no base URL, the one run would use: a local server
+    when there is no key either, else OpenAI (its default model when none is given)."""
     settings = load_settings(opts, console).settings
-    if settings.base_url is None and settings.api_key() is None:
-        settings = resolve(settings, None, lambda line: console.print(f"agentcli: {line}"))
+    if settings.base_url is None:
+        settings = resolve(settings, settings.api_key(),
+                           lambda line: console.print(f"agentcli: {visible(line)}"))
     return settings
 
 
