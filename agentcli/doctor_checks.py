@@ -12,7 +12,7 @@ from typing import Any
 
 import openai
 
-from .config import Settings
+from .config import DEFAULT_CONTEXT, Settings
 from .doctor import (
     ANSWER_SCHEMA,
     CLOCK,
@@ -72,7 +72,7 @@ def context_length(doc: Doctor) -> Finding:
     if found is None and doc.settings.base_url and not doc.unreachable:
         found = from_server(doc.http, doc.settings.base_url, doc.key, doc.model or "")
     found = found or trained_length(entry)
-    window = doc.configured.context_window
+    window = doc.configured.context_window or DEFAULT_CONTEXT
     if found is None:
         return Finding("unsupported", "not reported",
                        f"agentcli assumes context_window = {window}; set it to the model's size")

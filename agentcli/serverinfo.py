@@ -1,18 +1,19 @@
 """The context length a server reports for a model, wherever it keeps it.
 
 No two servers say it the same way: vLLM puts ``max_model_len`` in each
-``/v1/models`` entry, OpenRouter and LM Studio ``context_length``; llama.cpp
-gives the running ``n_ctx`` at ``/props`` (and the training length as
-``meta.n_ctx_train`` in ``/v1/models``); Ollama describes a model at
-``POST /api/show``. Each look is one small request with a short timeout; a
-server that answers none of them simply reports nothing.
+``/v1/models`` entry and OpenRouter ``context_length``; LM Studio gives
+``loaded_context_length`` at ``/api/v0/models/ID``; llama.cpp the running
+``n_ctx`` at ``/props`` (and the training length as ``meta.n_ctx_train`` in
+``/v1/models``); Ollama describes a model at ``POST /api/show``. Each look is
+one small request with a short timeout; a server that answers none of them
+simply reports nothing.
 """
-
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 
@@ -69,6 +70,11 @@ def from_server(client: httpx2.Client, base_url: str, api_key: str | None,
     found = _llama_props(props) if props is not None else None
     if found:
         return found
+    studio = _json(client, "GET", f"{root}/api/v0/models/{quote(model, safe='')}", headers)
+    found = from_listing(studio) if studio is not None else None
+    if found:
+        return ContextLength(found.tokens, found.source.replace("/v1/models", "LM Studio "
+                                                                "/api/v0/models"))
     shown = _json(client, "POST", root + "/api/show", headers, {"model": model})
     return _ollama_show(shown) if shown is not None else None
 

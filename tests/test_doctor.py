@@ -256,6 +256,9 @@ def test_a_schema_answer_that_does_not_match_deviates(srv):
 
 @pytest.mark.parametrize(("route", "body", "seen"), [
     ("/props", {"default_generation_settings": {"n_ctx": 4096}}, "4096 tokens (llama.cpp /props n_ctx)"),
+    ("/api/v0/models/test-model", {"id": "test-model", "max_context_length": 32768,
+                                   "loaded_context_length": 16384},
+     "16384 tokens (LM Studio /api/v0/models loaded_context_length)"),
     ("/api/show", {"model_info": {"llama.context_length": 8192}}, "8192 tokens (Ollama /api/show"),
     ("/api/show", {"parameters": "num_ctx 2048\ntemperature 0.7"}, "2048 tokens (Ollama /api/show num_ctx"),
 ])
