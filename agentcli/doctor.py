@@ -20,6 +20,7 @@ import openai
 
 from .config import Settings
 from .errors import ModelError, ModelTimeout
+from .messages import ToolCall
 from .provider import ChatProvider, Reply, _message
 from .quirks import Quirk, dropped, tool_call_quirks
 from .responses import ResponsesProvider
@@ -29,6 +30,8 @@ RESULTS = ("ok", "deviates", "unsupported", "error", "skipped")
 #: Token caps: enough for a short sentence or two small calls, no more.
 TEXT_TOKENS = 24
 TOOL_TOKENS = 96
+#: A streamed reply must be whole within this many timeouts of its first chunk.
+STREAM_BUDGET = 3
 #: Statuses that mean "this server does not take that request", not "it broke".
 REFUSED = (400, 404, 405, 415, 422, 501)
 
@@ -135,11 +138,13 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 
 class _Recording:
-    """A stream that keeps each raw chunk and gives up after ``budget`` seconds."""
+    """A stream that keeps each raw chunk, and gives up when the reply is not whole
+    ``budget`` seconds after its first chunk (the wait for that one, and for each next
+    byte, is the SDK's timeout; the SDK's first reading of a kind of event can take a
+    second, hence a budget of a few timeouts)."""
 
     def __init__(self, stream: Any, sink: list[dict[str, Any]], budget: float) -> None:
         self._stream, self._sink, self._budget = stream, sink, budget
-        self._deadline = time.monotonic() + budget
 
     def __enter__(self) -> _Recording:
         return self
@@ -148,8 +153,10 @@ class _Recording:
         self._stream.close()
 
     def __iter__(self) -> Iterator[Any]:
+        deadline = None
         for item in self._stream:
-            if time.monotonic() > self._deadline:
+            deadline = deadline or time.monotonic() + self._budget
+            if time.monotonic() > deadline:
                 raise ModelTimeout(f"the reply did not finish within {self._budget:g} s")
             self._sink.append(_plain(item))
             yield item
@@ -166,9 +173,10 @@ class ChatProbe(ChatProvider):
 
     def _create(self, request: dict[str, Any]) -> Any:
         self.chunks.clear()  # sent again without a refused field: start afresh
+        self.failure = None
         result = super()._create(request)
         if request.get("stream"):
-            return _Recording(result, self.chunks, self.settings.request_timeout)
+            return _Recording(result, self.chunks, STREAM_BUDGET * self.settings.request_timeout)
         self.chunks.append(_plain(result))
         return result
 
@@ -198,7 +206,7 @@ def short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def usable(call: Any, name: str) -> bool:
+def usable(call: ToolCall, name: str) -> bool:
     """Whether a call is the tool asked for, whole, with a city as its argument."""
     if call.name != name or call.truncated:
         return False
@@ -253,8 +261,8 @@ class Doctor:
         except Exception as exc:  # a probe never ends the run
             if self.debug is not None:
                 self.debug(traceback.format_exc())
-            found = Finding("error", f"the probe failed: {type(exc).__name__}: {short(str(exc))}",
-                            "run with -v for details")
+            found = Finding("error", f"the probe failed: {type(exc).__name__}: "
+                            f"{short(self.redact(str(exc)))}", "run with -v for details")
         row = Row(probe_id, feature, found.result, found.seen, found.action,
                   [q.name for q in found.quirks], round(time.monotonic() - start, 2),
                   found.tool_call)
@@ -292,8 +300,11 @@ class Doctor:
         """The row for a request that got no reply: refused, timed out or broken."""
         error = ex.error
         if isinstance(error, ModelTimeout):
-            return Finding("error", f"no answer within {self.timeout:g} s ({short(str(error))})",
-                           "if the server is only slow, raise --timeout here and "
+            if "did not finish" in str(error):
+                seen = f"the reply did not finish within {STREAM_BUDGET * self.timeout:g} s"
+            else:
+                seen = f"no answer within {self.timeout:g} s"
+            return Finding("error", seen, "if the server is only slow, raise --timeout here and "
                            "request_timeout in the config")
         if ex.probe.failure is not None and ex.probe.failure[0] in REFUSED:
             status, detail = ex.probe.failure

@@ -18,6 +18,7 @@ from openai_server import (
     OpenAIServer,
     Recorded,
     Reply,
+    drip,
     error,
     raw_sse,
     slow,
@@ -69,12 +70,15 @@ def responses_call(city: str) -> Reply:
 
 def scenario(quirks: frozenset[str] = frozenset(), *, tools: str = "yes", hang: str | None = None,
              responses: bool = True, schema_answer: str = '{"city": "Paris", "celsius": 12}',
-             same_id: bool = False, ignore_named: bool = False, cut: bool = False):
+             same_id: bool = False, ignore_named: bool = False, cut: bool = False,
+             trickle: str | None = None):
     """A responder: ``tools`` is "yes", "text" (ignored: answers in text) or "refused" (400)."""
     def respond(request: Recorded) -> Reply:
         probe = probe_of(request)
         if probe == hang:
             return slow(30, text("too late"))
+        if probe == trickle:  # headers at once, then a chunk every 0.3 s
+            return drip(0.3, text("one two three four five six seven", chunk_size=1))
         if probe == "responses":
             return responses_call("Paris") if responses else error(404, "Not Found")
         if probe == "json_schema":
@@ -214,13 +218,15 @@ def test_a_server_that_ignores_tools_exits_1(srv):
 
 
 def test_a_probe_that_hangs_is_a_row_and_the_others_run(srv):
-    srv.responder = scenario(hang="json_schema")
+    srv.responder = scenario(hang="json_schema", trickle="streaming")
     start = time.monotonic()
     report = doctor(srv, timeout=1.0)
-    assert time.monotonic() - start < 8
+    assert time.monotonic() - start < 12
     found = rows(report)
+    assert found["streaming"].result == "error"
+    assert found["streaming"].seen == "the reply did not finish within 3 s"
     assert found["json_schema"].result == "error"
-    assert "no answer within 1 s" in found["json_schema"].seen
+    assert found["json_schema"].seen == "no answer within 1 s"
     assert "--timeout" in found["json_schema"].action
     assert found["responses"].result == "ok"  # the probe after it still ran
     assert report.exit_code == 0
