@@ -198,6 +198,9 @@ def test_a_server_without_tool_support_exits_1(srv, cli):
     result = cli("doctor", "--base-url", srv.base_url, "--json")
     assert result.code == 1, result.stderr
     out = json.loads(result.stdout)
+    assert set(out) == {"base_url", "model", "api", "tools_work", "exit_code", "rows"}
+    assert set(out["rows"][0]) == {"probe", "feature", "result", "seen", "action", "quirks",
+                                   "seconds", "tool_call"}
     assert out["tools_work"] is False and out["exit_code"] == 1
     found = {row["probe"]: row for row in out["rows"]}
     for probe in CHAT_TOOL_PROBES:
@@ -252,6 +255,14 @@ def test_unsupported_features_say_what_to_use_instead(srv):
     assert "still checked" in found["json_schema"].action
     assert found["tool_choice_named"].result == "deviates"
     assert "only a hint" in found["tool_choice_named"].action
+
+
+def test_with_api_responses_the_responses_probe_decides_the_exit_code(srv):
+    srv.responder = scenario(responses=False)
+    report = doctor(srv, api="responses")
+    assert rows(report)["tool_call"].tool_call  # Chat Completions would work...
+    assert 'set api = "chat"' in rows(report)["responses"].action
+    assert report.exit_code == 1  # ...but the configured protocol does not
 
 
 def test_a_schema_answer_that_does_not_match_deviates(srv):
