@@ -38,9 +38,9 @@ def models(doc: Doctor) -> Finding:
     """``GET /models`` through the SDK; picks the first model when none was given."""
     base = doc.settings.base_url
     try:
-        page = doc.client.models.list()
-        doc.listing = [e for e in (m.to_dict(warnings=False) for m in page.data)
-                       if isinstance(e, dict)]
+        body = doc.client.models.with_raw_response.list().http_response.json()
+    except ValueError:
+        return Finding("deviates", "the list is not JSON", "pass -m/--model")
     except openai.APITimeoutError:
         return Finding("error", f"no answer within {doc.timeout:g} s", "the other probes still run")
     except openai.APIConnectionError as exc:
@@ -52,6 +52,11 @@ def models(doc: Doctor) -> Finding:
                        f"refused ({exc.status_code}): {short(doc.redact(exc.message))}",
                        f"check the key in ${doc.settings.api_key_env or 'OPENAI_API_KEY'}"
                        if exc.status_code in (401, 403) else "pass -m/--model")
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return Finding("deviates", "the list is not in OpenAI's shape (no \"data\" list)",
+                       "pass -m/--model")
+    doc.listing = [entry for entry in data if isinstance(entry, dict)]
     ids = [str(e["id"]) for e in doc.listing if isinstance(e.get("id"), str) and e["id"]]
     names = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
     if not ids:

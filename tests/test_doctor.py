@@ -314,3 +314,13 @@ def test_the_api_key_is_never_shown(srv):
     assert report.exit_code == 1 and rows(report)["tool_call"].result == "error"
     assert key not in shown and "[redacted]" in shown
     assert srv.requests[0].headers["authorization"] == f"Bearer {key}"  # it was sent, only not shown
+
+
+@pytest.mark.parametrize("listing", ["not a list", {"data": "x"}, {"object": "list"}])
+def test_a_models_list_of_the_wrong_shape_is_a_row_not_a_crash(srv, listing):
+    srv.responder = scenario()
+    srv.routes["/v1/models"] = listing
+    report = doctor(srv)
+    assert report.rows[0].result == "deviates" and "pass -m/--model" in report.rows[0].action
+    assert {row.result for row in report.rows[2:]} == {"skipped"}  # no model to probe
+    assert rows(doctor(srv, model="test-model"))["tool_call"].result == "ok"  # -m still works
