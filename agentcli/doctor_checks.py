@@ -45,7 +45,8 @@ def models(doc: Doctor) -> Finding:
         return Finding("error", f"no answer within {doc.timeout:g} s", "the other probes still run")
     except openai.APIConnectionError as exc:
         doc.unreachable = True
-        return Finding("error", f"cannot reach {base or 'the OpenAI API'}: {short(str(exc))}",
+        return Finding("error", f"cannot reach {base or 'the OpenAI API'}: "
+                       f"{short(doc.redact(str(exc)))}",
                        "check that the server is running and that --base-url is right")
     except openai.APIStatusError as exc:
         return Finding("error" if exc.status_code in (401, 403) else "unsupported",
@@ -82,7 +83,10 @@ def context_length(doc: Doctor) -> Finding:
         return Finding("unsupported", "not reported",
                        f"agentcli assumes context_window = {window}; set it to the model's size")
     seen = f"{found.tokens} tokens ({found.source}" + (f"; {found.note})" if found.note else ")")
-    if window and window > found.tokens:
+    if found.note:
+        return Finding("deviates", seen, "set context_window to the length the server runs "
+                       f"with, at most {found.tokens} (agentcli assumes {window})")
+    if window > found.tokens:
         return Finding("deviates", seen,
                        f"set context_window = {found.tokens}: agentcli assumes {window} and "
                        "would shorten long conversations too late")

@@ -24,6 +24,9 @@ LISTING_KEYS = ("max_model_len", "context_length", "loaded_context_length", "con
 
 @dataclass(frozen=True)
 class ContextLength:
+    """``tokens`` as ``source`` says; ``note`` when that is the model's length, not
+    necessarily what the server runs with."""
+
     tokens: int
     source: str
     note: str = ""
@@ -110,6 +113,6 @@ def _ollama_show(shown: dict[str, Any]) -> ContextLength | None:
         tokens = _positive(value)
         if key.endswith(".context_length") and tokens:
             return ContextLength(tokens, f"Ollama /api/show {key}",
-                                 "the model's length; Ollama runs with a smaller num_ctx unless "
-                                 "extra_body sets options.num_ctx")
+                                 "the model's length; Ollama runs with its own num_ctx "
+                                 "(OLLAMA_CONTEXT_LENGTH), often less")
     return None

@@ -284,7 +284,15 @@ def test_the_context_length_is_found_where_each_server_keeps_it(srv, route, body
     srv.routes[route] = body
     row = rows(doctor(srv))["context_length"]
     assert row.result == "deviates" and seen in row.seen
-    assert "set context_window = " in row.action
+    assert "set context_window" in row.action
+
+
+def test_a_models_own_length_is_not_taken_for_what_the_server_runs(srv):
+    srv.responder = scenario()
+    srv.model_extra["meta"] = {"n_ctx_train": 32768}  # llama.cpp without /props
+    row = rows(doctor(srv, context_window=8192))["context_length"]
+    assert row.result == "deviates" and "the training length" in row.seen
+    assert "at most 32768 (agentcli assumes 8192)" in row.action
 
 
 def test_no_reported_context_length_says_what_is_assumed(srv):
