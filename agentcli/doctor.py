@@ -21,7 +21,7 @@ import openai
 from .config import Settings
 from .errors import ModelError, ModelTimeout
 from .messages import ToolCall
-from .provider import ChatProvider, Reply, _message
+from .provider import ChatProvider, Reply, _DropField, _message, _names
 from .quirks import Quirk, dropped, tool_call_quirks
 from .responses import ResponsesProvider
 
@@ -30,6 +30,8 @@ RESULTS = ("ok", "deviates", "unsupported", "error", "skipped")
 #: Token caps: enough for a short sentence or two small calls, no more.
 TEXT_TOKENS = 24
 TOOL_TOKENS = 96
+#: The token cap's field in each protocol.
+CAPS = ("max_tokens", "max_output_tokens")
 #: A streamed reply must be whole within this many timeouts of its first chunk.
 STREAM_BUDGET = 3
 #: Statuses that mean "this server does not take that request", not "it broke".
@@ -181,8 +183,14 @@ class ChatProbe(ChatProvider):
         return result
 
     def _translate(self, exc: openai.APIError, request: dict[str, Any]) -> Exception:
+        """As the provider does, and a refused token cap is dropped too: the probes set
+        one, where run sends it only when configured (reasoning models refuse it)."""
         if isinstance(exc, openai.APIStatusError):
             self.failure = (exc.status_code, self._scrub(_message(exc)))
+            for name in CAPS:
+                if exc.status_code == 400 and name in request and _names(exc, self.failure[1], name):
+                    self._dropped.add(name)
+                    return _DropField()
         return super()._translate(exc, request)
 
     @property
@@ -235,9 +243,9 @@ class Doctor:
         self.debug = debug
         self.listing: list[dict[str, Any]] = []
         self.unreachable = False
+        # the parameters are run's own (a reasoning model refuses a temperature, for one)
         self.settings = settings.model_copy(update={
-            "max_retries": 0, "request_timeout": timeout, "fallback_model": None,
-            "temperature": 0.0 if settings.temperature is None else settings.temperature})
+            "max_retries": 0, "request_timeout": timeout, "fallback_model": None})
         #: One HTTP client and one SDK client for every probe (each new one costs ~0.1 s).
         self.http = openai.DefaultHttpxClient(timeout=timeout)
         self.client = openai.OpenAI(api_key=api_key or "no-key", base_url=settings.base_url,

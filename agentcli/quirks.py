@@ -50,6 +50,9 @@ def quirk(name: str) -> Quirk:
 
 def dropped(field: str) -> Quirk:
     """The server refused an optional request field (the provider sent again without it)."""
+    if field in ("max_tokens", "max_output_tokens"):
+        return Quirk(f"rejects_{field}", f"the server rejected {field}",
+                     "sent only when max_tokens is configured: leave it unset for this model")
     return Quirk(f"rejects_{field}", f"the server rejected {field}",
                  "dropped and remembered (sent again without it)")
 

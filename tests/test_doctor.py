@@ -193,6 +193,17 @@ def test_rejected_optional_fields_are_dropped_and_remembered(srv):
     assert found["parallel"].tool_call
 
 
+def test_a_refused_token_cap_is_dropped_by_the_probes(srv):
+    # reasoning models refuse max_tokens; the probes send it, run only when configured
+    srv.responder = scenario()
+    srv.reject_fields.add("max_tokens")
+    found = rows(doctor(srv))
+    assert found["tool_call"].tool_call and found["tool_call"].quirks == ["rejects_max_tokens"]
+    assert "leave it unset for this model" in found["tool_call"].action
+    chat = [r.body for r in srv.requests if r.path != RESPONSES_PATH]
+    assert ["max_tokens" in body for body in chat] == [True, False] * 7  # refused, sent again
+
+
 def test_a_server_without_tool_support_exits_1(srv, cli):
     srv.responder = scenario(tools="refused")
     result = cli("doctor", "--base-url", srv.base_url, "--json")
