@@ -205,7 +205,8 @@ def test_a_refused_token_cap_is_dropped_by_the_probes(srv):
 
 
 def test_a_server_without_tool_support_exits_1(srv, cli):
-    srv.responder = scenario(tools="refused")
+    srv.responder = scenario(tools="refused", responses=False)  # a fresh process reads a
+    # Responses stream slowly the first time (the SDK builds its event types): kept out here
     result = cli("doctor", "--base-url", srv.base_url, "--json")
     assert result.code == 1, result.stderr
     out = json.loads(result.stdout)
@@ -312,17 +313,27 @@ def test_no_reported_context_length_says_what_is_assumed(srv):
     assert row.result == "unsupported" and "assumes context_window = 4096" in row.action
 
 
-def test_plain_output_escapes_server_text_and_usage_errors_exit_2(srv, cli, tmp_path):
-    srv.responder = scenario(tools="text")
+def test_plain_output_escapes_server_text(srv, cli):
+    srv.responder = scenario(tools="text", responses=False)  # as above
     srv.models[:] = ["evil\x1b]52;c;aGk=\x07model"]
     result = cli("doctor", "--base-url", srv.base_url)
     assert result.code == 1
     assert "\x1b" not in result.stdout and "\\u001b]52" in result.stdout
     assert "no usable tool call came back" in result.stdout
+
+
+def test_usage_and_config_errors_exit_2(home, tmp_path, capsys):
+    from typer.testing import CliRunner
+
+    from agentcli.cli import app
+    from agentcli.commands.doctor import DoctorOptions, doctor_command
+
+    assert CliRunner().invoke(app, ["doctor", "--timeout", "0"]).exit_code == 2
     bad = tmp_path / "bad.toml"
     bad.write_text("no_such_key = 1\n")
-    assert cli("doctor", "--base-url", srv.base_url, "--config", str(bad)).code == 2
-    assert cli("doctor", "--timeout", "0").code == 2
+    assert doctor_command(DoctorOptions(base_url="http://127.0.0.1:9/v1", config=bad)) == 2
+    err = capsys.readouterr().err
+    assert "no_such_key" in err and "bad.toml" in err
 
 
 def test_the_api_key_is_never_shown(srv):
