@@ -221,7 +221,7 @@ def chat(session_id: Annotated[str | None, typer.Argument(metavar="ID", help="Th
 def doctor(model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
            config: ConfigFile = None, verbose: Verbose = False, quiet: Quiet = False,
            json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-           timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=0.1, max=600, help="Limit for each probe request (default 20).")] = 20.0) -> None:
+           timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=0.1, max=600, show_default=False, help="Limit for each probe request (default 20).")] = 20.0) -> None:
     """Probe a server with a few small requests: what it supports, how it deviates, and what
     agentcli does about it. Exit 0 when tool calls work, 1 otherwise."""
     from .commands.doctor import DoctorOptions, doctor_command
