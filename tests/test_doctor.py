@@ -20,6 +20,7 @@ from openai_server import (
     Reply,
     drip,
     error,
+    fixture_path,
     raw_sse,
     slow,
     text,
@@ -146,6 +147,25 @@ def test_a_server_that_behaves_like_openai_passes_every_probe(srv):
     assert sent["strict"]["tools"][0]["function"]["strict"] is True
     assert sent["json_schema"]["response_format"]["type"] == "json_schema"
     assert sent["parallel"]["parallel_tool_calls"] is True
+
+
+def test_openais_own_recorded_streams_show_no_quirk(srv):
+    text_sse = fixture_path("openai-recorded", "text.sse").read_bytes()
+    call_sse = fixture_path("openai-recorded", "tool-call-get_weather.sse").read_bytes()
+    usual = scenario()
+
+    def respond(request: Recorded) -> Reply:
+        probe = probe_of(request)
+        if probe == "streaming":
+            return raw_sse(text_sse)
+        return raw_sse(call_sse) if probe in ("tool_call", "tool_choice_required", "strict") \
+            else usual(request)
+
+    srv.responder = respond
+    found = rows(doctor(srv))
+    for probe in ("streaming", "tool_call", "tool_choice_required", "strict"):
+        assert (found[probe].result, found[probe].quirks) == ("ok", []), found[probe]
+    assert 'get_weather {"city":"New York City"}' in found["tool_call"].seen
 
 
 @pytest.mark.parametrize(("quirks", "same_id", "expected", "handling"), [
