@@ -28,8 +28,8 @@ from openai_server import (
 )
 
 from agentcli.config import Settings
-from agentcli.doctor import Report
-from agentcli.doctor_checks import diagnose
+from agentcli.doctor import RESULTS, Report
+from agentcli.doctor_checks import PROBES, diagnose
 
 CHAT_TOOL_PROBES = ("tool_call", "tool_choice_required", "tool_choice_named", "parallel", "strict")
 
@@ -120,7 +120,12 @@ def srv(shared: OpenAIServer) -> Iterator[OpenAIServer]:
 
 def doctor(server: OpenAIServer, timeout: float = 5.0, **settings) -> Report:
     config = Settings(base_url=server.base_url, **settings)
-    return diagnose(config, None, timeout=timeout)
+    report = diagnose(config, None, timeout=timeout)
+    # every probe gives one row, in order, with a known result and something seen
+    assert [row.probe for row in report.rows] == [probe for probe, _, _ in PROBES]
+    assert all(row.result in RESULTS and row.seen for row in report.rows)
+    assert not any("the probe failed" in row.seen for row in report.rows)
+    return report
 
 
 def rows(report: Report) -> dict:
