@@ -379,3 +379,18 @@ def test_a_models_list_of_the_wrong_shape_is_a_row_not_a_crash(srv, listing):
     assert report.rows[0].result == "deviates" and "pass -m/--model" in report.rows[0].action
     assert {row.result for row in report.rows[2:]} == {"skipped"}  # no model to probe
     assert rows(doctor(srv, model="test-model"))["tool_call"].result == "ok"  # -m still works
+
+
+@pytest.mark.parametrize(("reply", "seen"), [
+    (raw_sse(b'data: {"choices": "nonsense"}\n\n'), "malformed reply"),
+    (error(503, "overloaded"), "server error"),
+])
+def test_a_broken_reply_is_an_error_row_and_verbose_names_each_probe(srv, reply, seen):
+    usual = scenario()
+    srv.responder = lambda request: reply if probe_of(request) == "tool_call" else usual(request)
+    lines: list[str] = []
+    report = diagnose(Settings(base_url=srv.base_url), None, timeout=5.0, debug=lines.append)
+    row = rows(report)["tool_call"]
+    assert row.result == "error" and seen in row.seen and not row.tool_call
+    assert rows(report)["tool_choice_required"].result == "ok" and report.exit_code == 0
+    assert "probe: tool call" in lines and any(line.startswith("request: POST") for line in lines)
