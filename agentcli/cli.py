@@ -254,6 +254,20 @@ def chat(session_id: Annotated[str | None, typer.Argument(metavar="ID", help="Th
     raise typer.Exit(chat_command(opts))
 
 
+@app.command()
+def doctor(model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
+           config: ConfigFile = None, verbose: Verbose = False, quiet: Quiet = False,
+           json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+           timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=0.1, max=600, show_default=False, help="Limit for each probe request (default 20).")] = 20.0) -> None:
+    """Probe a server with a few small requests: what it supports, how it deviates, and what
+    agentcli does about it. Exit 0 when tool calls work, 1 otherwise."""
+    from .commands.doctor import DoctorOptions, doctor_command
+
+    opts = DoctorOptions(model=model, base_url=base_url, profile=profile, config=config,
+                         verbose=verbose, quiet=quiet, json=json_out, timeout=timeout)
+    raise typer.Exit(doctor_command(opts))
+
+
 mcp_app = typer.Typer(no_args_is_help=True, help="MCP servers whose tools agentcli offers.")
 app.add_typer(mcp_app, name="mcp")
 

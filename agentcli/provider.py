@@ -66,7 +66,9 @@ class ChatProvider:
     def __init__(self, settings: Settings, api_key: str | None, *,
                  notice: Callable[[str], None] = lambda _: None,
                  debug: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 client: openai.OpenAI | None = None) -> None:
+        """``client``: an SDK client to share (``doctor`` sends many small requests)."""
         self.settings = settings
         self.model = settings.model or ""
         self._key = api_key
@@ -76,8 +78,9 @@ class ChatProvider:
         self._dropped: set[str] = set()
         #: ``{"name", "schema"}``: the answer is asked for in this JSON Schema (``--schema``).
         self.answer_format: dict[str, Any] | None = None
-        self.client = openai.OpenAI(api_key=api_key or "no-key", base_url=settings.base_url,
-                                    max_retries=0, timeout=settings.request_timeout)
+        self.client = client or openai.OpenAI(api_key=api_key or "no-key",
+                                              base_url=settings.base_url, max_retries=0,
+                                              timeout=settings.request_timeout)
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
                  tool_choice: Any = None, stream: bool = True,

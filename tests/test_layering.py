@@ -145,3 +145,18 @@ def test_the_batch_api_backend_loads_only_when_chosen():
     # the local batch backend never imports the Batch API driver
     modules = loaded_after("import agentcli.commands.batch")
     assert {"agentcli.batch_api", "agentcli.batch_state"} & modules == set()
+
+
+def test_doctor_loads_no_ui_when_piped(home, server):
+    # its help loads no SDK; piped, the report is plain text: no rich, no prompt_toolkit,
+    # no MCP, and the openai SDK's HTTP stack only
+    assert roots(after_cli("doctor", "--help"), UI_AND_SDK) == set()
+    server.responder = lambda request: text("ok")
+    code = ("import atexit, json, sys\n"
+            "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+            "from agentcli.cli import main\nsys.argv[0] = 'agentcli'\nmain()")
+    argv = [sys.executable, "-c", code, "doctor", "--base-url", server.base_url]
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and "no usable tool call came back" in done.stdout
+    modules = set(json.loads(done.stderr.splitlines()[-1]))
+    assert roots(modules, ("rich", "prompt_toolkit", "mcp", "httpcore", "httpx")) == set()

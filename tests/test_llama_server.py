@@ -108,3 +108,20 @@ def test_a_call_cut_by_the_token_limit_is_never_run(cli, home, llama_url, tmp_pa
     again = cli("run", "--base-url", llama_url, "--config", config(tmp_path, 36), "--session",
                 session, "-y", "--json", "What is 17*23?", timeout=120)
     assert again.code == 0, again.stderr
+
+
+def test_doctor_reports_what_llama_cpp_supports(cli, llama_url, tmp_path):
+    # max_tokens caps every probe (the base model does not stop by itself); the probes'
+    # own history of two earlier get_weather exchanges makes it call the tool
+    result = cli("doctor", "--base-url", llama_url, "--config", config(tmp_path, 36), "--json",
+                 "--timeout", "60", timeout=600)
+    report = json.loads(result.stdout)
+    rows = {row["probe"]: row for row in report["rows"]}
+    assert result.code == report["exit_code"], result.stderr
+    assert rows["models"]["result"] == "ok" and "gemma" in rows["models"]["seen"]
+    context = rows["context_length"]
+    assert "llama.cpp /props n_ctx" in context["seen"] and context["result"] == "deviates"
+    assert int(context["seen"].split()[0]) <= 4096
+    assert rows["streaming"]["result"] in ("ok", "deviates") and "text chunk" in rows["streaming"]["seen"]
+    assert all("the probe failed" not in row["seen"] for row in report["rows"])
+    assert rows["tool_call"]["tool_call"] and report["tools_work"] and result.code == 0
