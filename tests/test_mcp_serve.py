@@ -150,7 +150,8 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_a_client_lists_builtins_and_plugins_but_never_a_denied_tool(sessions):
-    assert sessions["legacy"].tools == ["calculator", "current_time", "http_get", "shout"]
+    assert sessions["legacy"].tools == ["calculator", "current_time", "http_get", "shout",
+                                        "web_fetch"]
 
 
 def test_serve_starts_no_configured_mcp_server(sessions):

@@ -196,7 +196,7 @@ def _call_isolated(tool: Tool, kwargs: dict[str, Any], timeout: float, stopper: 
     try:
         reply = run_isolated(lambda: _in_worker(tool, kwargs, timeout), timeout=timeout,
                              memory_mb=None, error=ToolError, describe=_why,
-                             what=f"tool {tool.name}", stop=stop)
+                             what=f"tool {tool.name}", stop=stop, timeout_error=TimeoutError)
     finally:
         stopper.arm(None)
     parts = json.loads(reply)
@@ -348,7 +348,9 @@ def _run_one(job: Job) -> Outcome:
     except AgentCLIError as exc:
         return Outcome("error", f"error: {_text_of(exc)}")
     except BaseException as exc:  # a plugin must not stop us: SystemExit, KeyboardInterrupt too
-        if isinstance(exc, TimeoutError) and job.tool.is_async:
+        if isinstance(exc, TimeoutError) and stoppable(job.tool):
+            # an async tool's wait_for, or an isolated tool's worker, ran out of time: the
+            # same time-out as when this thread's caller stops waiting first
             return _timed_out(job)
         return Outcome("error", f"error: {_why(exc)}")
 
