@@ -125,3 +125,21 @@ def test_doctor_reports_what_llama_cpp_supports(cli, llama_url, tmp_path):
     assert rows["streaming"]["result"] in ("ok", "deviates") and "text chunk" in rows["streaming"]["seen"]
     assert all("the probe failed" not in row["seen"] for row in report["rows"])
     assert rows["tool_call"]["tool_call"] and report["tools_work"] and result.code == 0
+
+
+def test_a_turn_ended_by_a_server_error_leaves_a_history_the_real_server_accepts(
+        cli, home, llama_url, tmp_path):
+    # the first turn's server is gone: the question is kept with a marker answer, so the
+    # saved history still alternates user/assistant when the real server continues it
+    gone = f"http://127.0.0.1:{free_port()}/v1"
+    failed = cli("run", "--base-url", gone, "-m", "gemma", "--no-tools", "--save", "--json",
+                 "Say hello.", timeout=60)
+    assert failed.code == 1
+    session = json.loads(failed.stdout)["session_id"]
+    again = cli("run", "--base-url", llama_url, "--no-tools", "--config", config(tmp_path, 12),
+                "--session", session, "--json", "Once upon a time", timeout=120)
+    assert again.code == 0, again.stderr
+    saved = json.loads((home / "data" / "agentcli" / "sessions" / f"{session}.json").read_text())
+    roles = [m["role"] for m in saved["messages"] if m["role"] != "system"]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert saved["messages"][1]["content"].startswith("[no answer")
