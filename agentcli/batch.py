@@ -24,7 +24,7 @@ from .conversation import Conversation
 from .errors import AgentCLIError, MaxStepsReached, SchemaMismatch
 from .events import ApprovalRequest, Decision, TurnResult
 from .policy import Rules
-from .provider import ChatProvider
+from .providers import Provider
 from .schema import AnswerSchema, request_format
 from .schema import answer as schema_answer
 from .tools.registry import ToolRegistry
@@ -59,7 +59,7 @@ class BackoffGate:
         self.wait()
 
 
-def gated(provider: ChatProvider, gate: BackoffGate) -> ChatProvider:
+def gated(provider: Provider, gate: BackoffGate) -> Provider:
     """``provider`` with every request passing the gate and every retry wait holding it."""
     create = type(provider)._create
 
@@ -86,7 +86,7 @@ class DenyAsking:
 class TaskRunner:
     """Runs one task to a result line, with everything the tasks share."""
 
-    provider: ChatProvider
+    provider: Provider
     registry: ToolRegistry
     approve: Any
     limits: Limits

@@ -25,7 +25,6 @@ from typing import Any
 
 import openai
 
-from . import shapes
 from .agent import Agent
 from .batch import TaskRunner
 from .batch_io import Task
@@ -33,8 +32,8 @@ from .batch_state import Job, OpenTask, State, StateFile
 from .conversation import Conversation
 from .errors import AgentCLIError, UsageError
 from .messages import Message, Usage
-from .provider import _MENTIONS, Reply, _message
-from .responses import ResponsesProvider
+from .providers import Reply, ResponsesProvider, shapes
+from .providers.base import MENTIONS, error_message
 from .schema import repair_prompt
 
 #: How many times one request is sent before its task becomes an error line.
@@ -290,7 +289,7 @@ class BatchApiRun:
         if not why.startswith("400"):
             return
         for name in DROPPABLE:
-            mentioned = any(mention in why for mention in _MENTIONS.get(name, (name,)))
+            mentioned = any(mention in why for mention in MENTIONS.get(name, (name,)))
             if mentioned and name not in self.state.dropped:
                 self.state.dropped.append(name)
                 self.runner.provider._dropped.add(name)
@@ -395,7 +394,7 @@ class BatchApiRun:
             raise self._error(doing, exc) from None
 
     def _error(self, doing: str, exc: openai.APIError) -> AgentCLIError:
-        hint, detail = "", _message(exc)
+        hint, detail = "", error_message(exc)
         if isinstance(exc, openai.APIStatusError):
             detail = f"{exc.status_code}: {detail}"
             if exc.status_code in (404, 405):

@@ -21,9 +21,9 @@ import openai
 from .config import Settings
 from .errors import ModelError, ModelTimeout
 from .messages import ToolCall
-from .provider import ChatProvider, Reply, _DropField, _message, _names
+from .providers import ChatProvider, Reply, ResponsesProvider
+from .providers.base import DropField, error_message, names_field
 from .quirks import Quirk, dropped, tool_call_quirks
-from .responses import ResponsesProvider
 
 #: What a row's ``result`` can be.
 RESULTS = ("ok", "deviates", "unsupported", "error", "skipped")
@@ -186,11 +186,11 @@ class ChatProbe(ChatProvider):
         """As the provider does, and a refused token cap is dropped too: the probes set
         one, where run sends it only when configured (reasoning models refuse it)."""
         if isinstance(exc, openai.APIStatusError):
-            self.failure = (exc.status_code, self._scrub(_message(exc)))
+            self.failure = (exc.status_code, self._scrub(error_message(exc)))
             for name in CAPS:
-                if exc.status_code == 400 and name in request and _names(exc, self.failure[1], name):
+                if exc.status_code == 400 and name in request and names_field(exc, self.failure[1], name):
                     self._dropped.add(name)
-                    return _DropField()
+                    return DropField()
         return super()._translate(exc, request)
 
     @property
