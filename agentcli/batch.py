@@ -61,13 +61,13 @@ class BackoffGate:
 
 def gated(provider: Provider, gate: BackoffGate) -> Provider:
     """``provider`` with every request passing the gate and every retry wait holding it."""
-    create = type(provider)._create
+    create = type(provider).create
 
     def gated_create(request: dict[str, Any]) -> Any:
         gate.wait()
         return create(provider, request)
-    provider._sleep = gate.sleep
-    provider._create = gated_create  # type: ignore[method-assign]
+    provider.sleep = gate.sleep
+    provider.create = gated_create  # type: ignore[method-assign]
     return provider
 
 

@@ -77,7 +77,11 @@ class ServerError(ModelError):
 
 class Provider:
     """A model server behind one wire protocol; subclasses fill in the hooks
-    ``_request``, ``_create``, ``_read_stream`` and ``_whole``."""
+    ``build_request``, ``create``, ``_read_stream`` and ``read_whole``.
+
+    Besides ``complete``, ``batch`` and ``batch_api`` use ``build_request``,
+    ``create``, ``read_whole``, ``where``, ``scrub``, ``sleep`` and
+    ``dropped_fields`` to send requests their own way."""
 
     takes_images = False
     """Whether tool results' images are sent."""
@@ -93,8 +97,8 @@ class Provider:
         self._key = api_key
         self._notice = notice
         self._debug = debug
-        self._sleep = sleep
-        self._dropped: set[str] = set()
+        self.sleep = sleep
+        self.dropped_fields: set[str] = set()
         #: ``{"name", "schema"}``: the answer is asked for in this JSON Schema (``--schema``).
         self.answer_format: dict[str, Any] | None = None
         self.client = client or openai.OpenAI(api_key=api_key or "no-key",
@@ -122,7 +126,7 @@ class Provider:
                       on_text: Callable[[str], None]) -> Reply:
         attempt = 0
         while True:
-            request = self._request(model, messages, tools, tool_choice, stream)
+            request = self.build_request(model, messages, tools, tool_choice, stream)
             emitted: list[bool] = []
             def forward(text: str) -> None:
                 # Called only within this iteration, so late binding is harmless.
@@ -151,26 +155,27 @@ class Provider:
         self._log(f"{retry.error}; {of} in {delay:.1f} s")
         if delay > ANNOUNCE_WAIT:
             self._notice(f"{retry.error}; retrying in {delay:.0f} s ({of})")
-        self._sleep(delay)
+        self.sleep(delay)
 
     def _log(self, text: str) -> None:
         if self._debug is not None:
-            self._debug(self._scrub(text))
+            self._debug(self.scrub(text))
 
     def _log_request(self, request: dict[str, Any]) -> None:
         if self._debug is None:
             return
         items = request.get("messages", request.get("input", []))
-        self._log(f"request: POST {self._where()} model={request['model']} items={len(items)} "
+        self._log(f"request: POST {self.where()} model={request['model']} items={len(items)} "
                   f"tools={len(request.get('tools', []))} stream={bool(request.get('stream'))} "
                   f"options={sorted(k for k in request if k not in ('model', 'messages', 'input', 'tools'))}")
 
-    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 tool_choice: Any, stream: bool) -> dict[str, Any]:
+    def build_request(self, model: str, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], tool_choice: Any,
+                      stream: bool) -> dict[str, Any]:
         """The request's fields for this protocol (without the fields dropped so far)."""
         raise NotImplementedError
 
-    def _create(self, request: dict[str, Any]) -> Any:
+    def create(self, request: dict[str, Any]) -> Any:
         """Send ``request``: a stream of events, or the whole reply."""
         raise NotImplementedError
 
@@ -179,26 +184,26 @@ class Provider:
         """Read a stream into ``reply``, ``calls`` and ``text``, showing text as it comes."""
         raise NotImplementedError
 
-    def _whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
+    def read_whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
         """A whole (not streamed) reply."""
         raise NotImplementedError
 
     def _send(self, request: dict[str, Any], stream: bool, on_text: Callable[[str], None]) -> Reply:
         try:
             if stream:
-                return self._stream(self._create(request), on_text)
-            return self._whole(self._create(request), on_text)
+                return self._stream(self.create(request), on_text)
+            return self.read_whole(self.create(request), on_text)
         except openai.APIError as exc:
             raise self._translate(exc, request) from None
         except shapes.Malformed as exc:
             # Like a dropped stream: retried only while no text was shown.
-            raise Retry(MalformedReply(f"{self._where()} sent a malformed reply "
-                                       f"({self._scrub(str(exc))})"), 0) from None
+            raise Retry(MalformedReply(f"{self.where()} sent a malformed reply "
+                                       f"({self.scrub(str(exc))})"), 0) from None
         except (ModelError, DropField, Retry):
             raise
         except Exception as exc:  # a transport error the SDK did not wrap
-            raise StreamError(f"the connection to {self._where()} failed mid-reply "
-                              f"({self._scrub(_cause(exc))})") from None
+            raise StreamError(f"the connection to {self.where()} failed mid-reply "
+                              f"({self.scrub(_cause(exc))})") from None
 
     def _stream(self, stream: Any, on_text: Callable[[str], None]) -> Reply:
         reply = Reply(model=self.model)
@@ -210,17 +215,17 @@ class Provider:
             raise shapes.Malformed(f"a chunk is not valid JSON: {exc}") from None
         except (openai.APIError, OSError, ValueError, RuntimeError) as exc:
             # Retried only while no text was shown; no tool has run, so none runs twice.
-            raise Retry(StreamError(f"{self._where()} stopped sending in the middle of the "
-                                    f"reply ({self._scrub(_cause(exc))})"), 0) from None
+            raise Retry(StreamError(f"{self.where()} stopped sending in the middle of the "
+                                    f"reply ({self.scrub(_cause(exc))})"), 0) from None
         if reply.finish_reason is None:
-            raise Retry(StreamError(f"{self._where()} closed the stream in the middle of the "
+            raise Retry(StreamError(f"{self.where()} closed the stream in the middle of the "
                                     "reply"), 0)
         return finalise(reply, "".join(text), calls)
 
     def _translate(self, exc: openai.APIError, request: dict[str, Any]) -> Exception:
         """Map an SDK error to ours; ``Retry`` and ``DropField`` steer the retry loop."""
-        where = self._where()
-        detail = self._scrub(error_message(exc))
+        where = self.where()
+        detail = self.scrub(error_message(exc))
         if isinstance(exc, openai.APITimeoutError):
             return Retry(ModelTimeout(f"no answer from {where} within "
                                       f"{self.settings.request_timeout:g} s"), 0)
@@ -231,8 +236,9 @@ class Provider:
         status = exc.status_code
         if status == 400:
             for name in OPTIONAL_FIELDS:
-                if name in request and name not in self._dropped and names_field(exc, detail, name):
-                    self._dropped.add(name)
+                if (name in request and name not in self.dropped_fields
+                        and names_field(exc, detail, name)):
+                    self.dropped_fields.add(name)
                     return DropField()
         if status in (401, 403):
             var = self.settings.api_key_env or "OPENAI_API_KEY"
@@ -250,10 +256,10 @@ class Provider:
                          _retry_after(exc))
         return ModelError(f"{where} rejected the request ({status}): {detail}")
 
-    def _where(self) -> str:
+    def where(self) -> str:
         return self.settings.base_url or "the OpenAI API"
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if self._key else text
 
 

@@ -21,8 +21,9 @@ class ChatProvider(Provider):
     takes_images = False
     """Chat Completions tool messages are text only: tool results' images are not sent."""
 
-    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 tool_choice: Any, stream: bool) -> dict[str, Any]:
+    def build_request(self, model: str, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], tool_choice: Any,
+                      stream: bool) -> dict[str, Any]:
         s = self.settings
         request: dict[str, Any] = {"model": model, "messages": messages}
         if tools:
@@ -39,11 +40,11 @@ class ChatProvider(Provider):
             request["stream_options"] = {"include_usage": True}
         if self.answer_format is not None:
             request["response_format"] = {"type": "json_schema", "json_schema": self.answer_format}
-        for name in self._dropped:
+        for name in self.dropped_fields:
             request.pop(name, None)
         return request
 
-    def _create(self, request: dict[str, Any]) -> Any:
+    def create(self, request: dict[str, Any]) -> Any:
         return self.client.chat.completions.create(**request)
 
     def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
@@ -64,7 +65,7 @@ class ChatProvider(Provider):
                     if choice.get("finish_reason"):
                         reply.finish_reason = choice["finish_reason"]
 
-    def _whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
+    def read_whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
         data = checked(completion, shapes.CHAT_COMPLETION, "the reply")
         choice = (data.get("choices") or [{}])[0]
         message = choice.get("message") or {}

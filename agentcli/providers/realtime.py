@@ -169,8 +169,9 @@ class RealtimeProvider(ChatProvider):
         if closer is not None:
             closer()
 
-    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 tool_choice: Any, stream: bool) -> dict[str, Any]:
+    def build_request(self, model: str, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], tool_choice: Any,
+                      stream: bool) -> dict[str, Any]:
         s = self.settings
         instructions, items = to_session(messages)
         session: dict[str, Any] = {"type": "realtime", "output_modalities": ["text"],
@@ -180,7 +181,7 @@ class RealtimeProvider(ChatProvider):
         if s.max_tokens is not None:
             session["max_output_tokens"] = s.max_tokens
         session.update(s.extra_body or {})
-        for name in self._dropped:
+        for name in self.dropped_fields:
             session.pop(name, None)
         response: dict[str, Any] = {}
         if tools and tool_choice is not None:
@@ -190,7 +191,7 @@ class RealtimeProvider(ChatProvider):
 
     def _log_request(self, request: dict[str, Any]) -> None:
         if self._debug is not None:
-            self._log(f"request: realtime response.create at {self._where()} "
+            self._log(f"request: realtime response.create at {self.where()} "
                       f"model={request['model']} items={len(request['input'])} "
                       f"tools={len(request['tools'])} response={request['response']}")
 
@@ -242,7 +243,7 @@ class RealtimeProvider(ChatProvider):
         self._conn = manager.enter()
         self._closer = weakref.finalize(self, _close_quietly, self._conn)
         self._key_sent = key
-        self._log(f"connected to the realtime API at {self._where()} (model={request['model']})")
+        self._log(f"connected to the realtime API at {self.where()} (model={request['model']})")
         return self._conn
 
     def _sync(self, conn: Any, request: dict[str, Any]) -> None:
@@ -272,7 +273,7 @@ class RealtimeProvider(ChatProvider):
                 except ConnectionClosed:
                     if watch.fired:
                         raise Retry(ModelTimeout(
-                            f"no answer from {self._where()} within "
+                            f"no answer from {self.where()} within "
                             f"{self.settings.request_timeout:g} s"), 0) from None
                     raise
                 watch.poke()
@@ -306,7 +307,7 @@ class RealtimeProvider(ChatProvider):
                     error = data.get("error") or {}
                     self._drop_rejected(error, session)
                     detail = error.get("message") or error.get("code") or "unknown error"
-                    raise ModelError(f"{self._where()} reported an error: {self._scrub(detail)}")
+                    raise ModelError(f"{self.where()} reported an error: {self.scrub(detail)}")
         finally:
             watch.stop()
         content = "".join(text)
@@ -319,8 +320,8 @@ class RealtimeProvider(ChatProvider):
         now on and send again (``DropField``), as for Chat Completions."""
         said = f"{error.get('param') or ''} {error.get('message') or ''}"
         for name in OPTIONAL_SESSION:
-            if name in session and name not in self._dropped and name in said:
-                self._dropped.add(name)
+            if name in session and name not in self.dropped_fields and name in said:
+                self.dropped_fields.add(name)
                 raise DropField()
 
     def _finish(self, reply: Reply, response: dict[str, Any], has_calls: bool) -> None:
@@ -334,13 +335,13 @@ class RealtimeProvider(ChatProvider):
         reason = details.get("reason")
         if status == "failed":
             error = details.get("error") or {}
-            detail = self._scrub(error.get("message") or error.get("code") or "no reason given")
+            detail = self.scrub(error.get("message") or error.get("code") or "no reason given")
             if "server_error" in (error.get("type"), error.get("code")):
                 # like a 5xx: tried again while no text was shown
-                raise Retry(ServerError(f"server error from {self._where()}: {detail}"), 0)
-            raise ModelError(f"{self._where()} failed the response: {detail}")
+                raise Retry(ServerError(f"server error from {self.where()}: {detail}"), 0)
+            raise ModelError(f"{self.where()} failed the response: {detail}")
         if status == "cancelled":
-            raise ModelError(f"{self._where()} cancelled the response "
+            raise ModelError(f"{self.where()} cancelled the response "
                              f"({reason or 'no reason given'})")
         if status == "incomplete" and reason == "max_output_tokens":
             reply.finish_reason = "length"
@@ -351,14 +352,14 @@ class RealtimeProvider(ChatProvider):
 
     def _translate_ws(self, exc: Exception) -> Exception:
         """A WebSocket or socket failure as our error; ``Retry`` where a retry may help."""
-        where = self._where()
+        where = self.where()
         if isinstance(exc, (ModelError, Retry, DropField)):
             return exc
         if isinstance(exc, (shapes.Malformed, json.JSONDecodeError)):
             # Like a dropped connection: retried only while no text was shown.
             what = exc if isinstance(exc, shapes.Malformed) else f"an event is not valid JSON: {exc}"
             return Retry(MalformedReply(f"{where} sent a malformed event "
-                                        f"({self._scrub(str(what))})"), 0)
+                                        f"({self.scrub(str(what))})"), 0)
         if isinstance(exc, ConnectionClosed):
             return Retry(StreamError(f"{where} closed the realtime connection in the middle "
                                      f"of the reply ({_closed(exc)})"), 0)
@@ -368,24 +369,24 @@ class RealtimeProvider(ChatProvider):
             return Retry(ModelTimeout(f"no answer from {where} within "
                                       f"{self.settings.request_timeout:g} s"), 0)
         if isinstance(exc, InvalidURI):
-            return ModelError(f"cannot open a WebSocket to {where}: {self._scrub(str(exc))}")
+            return ModelError(f"cannot open a WebSocket to {where}: {self.scrub(str(exc))}")
         if isinstance(exc, InvalidHandshake):
             return ModelError(f"{where} did not accept a realtime WebSocket connection "
-                              f"({self._scrub(f'{type(exc).__name__}: {exc}')}); is it a "
+                              f"({self.scrub(f'{type(exc).__name__}: {exc}')}); is it a "
                               "server of the Realtime API?")
         if isinstance(exc, OSError):
             return Retry(ModelConnectionError(f"cannot reach the model server at {where}: "
-                                              f"{self._scrub(f'{type(exc).__name__}: {exc}')}"), 0)
+                                              f"{self.scrub(f'{type(exc).__name__}: {exc}')}"), 0)
         if isinstance(exc, openai.OpenAIError):
-            return ModelError(f"realtime connection to {where}: {self._scrub(str(exc))}")
+            return ModelError(f"realtime connection to {where}: {self.scrub(str(exc))}")
         return Retry(StreamError(f"the realtime connection to {where} failed mid-reply "
-                                 f"({self._scrub(f'{type(exc).__name__}: {exc}')})"), 0)
+                                 f"({self.scrub(f'{type(exc).__name__}: {exc}')})"), 0)
 
     def _refused(self, exc: InvalidStatus) -> Exception:
         """The HTTP answer that refused the WebSocket upgrade, as for Chat Completions."""
-        where = self._where()
+        where = self.where()
         status = exc.response.status_code
-        detail = self._scrub(_body_message(exc.response.body) or exc.response.reason_phrase)
+        detail = self.scrub(_body_message(exc.response.body) or exc.response.reason_phrase)
         if status in (401, 403):
             var = self.settings.api_key_env or "OPENAI_API_KEY"
             return AuthError(f"{where} refused the request ({status}): {detail.rstrip('.')}. "
@@ -399,7 +400,7 @@ class RealtimeProvider(ChatProvider):
             return Retry(ServerError(f"server error from {where} ({status}): {detail}"), 0)
         return ModelError(f"{where} refused the realtime connection ({status}): {detail}")
 
-    def _whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
+    def read_whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
         raise AssertionError("the realtime provider reads events, not whole replies")
 
 

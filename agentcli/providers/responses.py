@@ -88,8 +88,9 @@ class ResponsesProvider(ChatProvider):
             self._notice(f"warning: {', '.join(unsent)} cannot be sent with api = \"responses\" "
                          "and is ignored (use api = \"chat\" to send it)")
 
-    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 tool_choice: Any, stream: bool) -> dict[str, Any]:
+    def build_request(self, model: str, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], tool_choice: Any,
+                      stream: bool) -> dict[str, Any]:
         s = self.settings
         request: dict[str, Any] = {"model": model, "input": to_input(messages)}
         if tools:
@@ -107,11 +108,11 @@ class ResponsesProvider(ChatProvider):
             request["stream"] = True
         if self.answer_format is not None:
             request["text"] = {"format": {"type": "json_schema", **self.answer_format}}
-        for name in self._dropped:
+        for name in self.dropped_fields:
             request.pop(name, None)
         return request
 
-    def _create(self, request: dict[str, Any]) -> Any:
+    def create(self, request: dict[str, Any]) -> Any:
         return self.client.responses.create(**request)
 
     def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
@@ -132,9 +133,9 @@ class ResponsesProvider(ChatProvider):
                 elif kind in ("response.completed", "response.incomplete"):
                     _finish(reply, data.get("response") or {}, bool(calls))
                 elif kind in ("response.failed", "error"):
-                    raise ModelError(f"{self._where()} failed the response: {_failure(data)}")
+                    raise ModelError(f"{self.where()} failed the response: {_failure(data)}")
 
-    def _whole(self, response: Any, on_text: Callable[[str], None]) -> Reply:
+    def read_whole(self, response: Any, on_text: Callable[[str], None]) -> Reply:
         data = checked(response, shapes.RESPONSE, "the response")
         calls = ToolCallAssembler()
         parts: list[str] = []
