@@ -25,7 +25,6 @@ from typing import Any
 
 import openai
 
-from . import shapes
 from .agent import Agent
 from .batch import TaskRunner
 from .batch_io import Task
@@ -33,8 +32,8 @@ from .batch_state import Job, OpenTask, State, StateFile
 from .conversation import Conversation
 from .errors import AgentCLIError, UsageError
 from .messages import Message, Usage
-from .provider import _MENTIONS, Reply, _message
-from .responses import ResponsesProvider
+from .providers import Reply, ResponsesProvider, shapes
+from .providers.base import MENTIONS, error_message
 from .schema import repair_prompt
 
 #: How many times one request is sent before its task becomes an error line.
@@ -84,7 +83,7 @@ class BatchApiRun:
         self.endpoint = ("/v1/responses" if isinstance(provider, ResponsesProvider)
                          else "/v1/chat/completions")
         self.client: Any = provider.client.with_options(max_retries=3)
-        self.where = provider._where()
+        self.where = provider.where()
         self.state = State(endpoint=self.endpoint)
         self._agents: dict[str, Agent] = {}
 
@@ -104,7 +103,7 @@ class BatchApiRun:
             self.state = loaded
             if self.pending():
                 self.say(f"batch: picking up {', '.join(self.pending())} (from {self.states.path})")
-        self.runner.provider._dropped.update(self.state.dropped)
+        self.runner.provider.dropped_fields.update(self.state.dropped)
         for key in [k for k in self.state.tasks if k in done]:
             del self.state.tasks[key]
         for task in tasks:
@@ -179,8 +178,8 @@ class BatchApiRun:
             self._finish(key, "error", error=str(exc))
             return None
         provider = agent.provider
-        body = provider._request(provider.model, messages, schemas,
-                                 task.choice if schemas else None, False)
+        body = provider.build_request(provider.model, messages, schemas,
+                                      task.choice if schemas else None, False)
         body.update(body.pop("extra_body", None) or {})
         return {"custom_id": f"{key}#{task.request}", "method": "POST", "url": self.endpoint,
                 "body": body}
@@ -269,7 +268,7 @@ class BatchApiRun:
         status, body = response.get("status_code"), response.get("body")
         if status == 200 and isinstance(body, dict):
             try:
-                return self.runner.provider._whole(body, lambda _: None)
+                return self.runner.provider.read_whole(body, lambda _: None)
             except shapes.Malformed as exc:
                 return f"the reply was malformed ({exc})"
         error = item.get("error") if isinstance(item.get("error"), dict) else None
@@ -290,10 +289,10 @@ class BatchApiRun:
         if not why.startswith("400"):
             return
         for name in DROPPABLE:
-            mentioned = any(mention in why for mention in _MENTIONS.get(name, (name,)))
+            mentioned = any(mention in why for mention in MENTIONS.get(name, (name,)))
             if mentioned and name not in self.state.dropped:
                 self.state.dropped.append(name)
-                self.runner.provider._dropped.add(name)
+                self.runner.provider.dropped_fields.add(name)
 
     def _carry_on(self, replies: dict[str, Reply]) -> None:
         """Each reply moves its task on (running its tool calls); several at once."""
@@ -395,12 +394,12 @@ class BatchApiRun:
             raise self._error(doing, exc) from None
 
     def _error(self, doing: str, exc: openai.APIError) -> AgentCLIError:
-        hint, detail = "", _message(exc)
+        hint, detail = "", error_message(exc)
         if isinstance(exc, openai.APIStatusError):
             detail = f"{exc.status_code}: {detail}"
             if exc.status_code in (404, 405):
                 hint = " (is it a server with the Batch API? else use --backend local)"
-        detail = self.runner.provider._scrub(detail)[:300]
+        detail = self.runner.provider.scrub(detail)[:300]
         return AgentCLIError(f"{doing} at {self.where} failed ({detail}){hint}; the state is "
                              "kept, and the same command resumes the run")
 

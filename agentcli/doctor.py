@@ -21,9 +21,9 @@ import openai
 from .config import Settings
 from .errors import ModelError, ModelTimeout
 from .messages import ToolCall
-from .provider import ChatProvider, Reply, _DropField, _message, _names
+from .providers import ChatProvider, Reply, ResponsesProvider
+from .providers.base import DropField, error_message, names_field
 from .quirks import Quirk, dropped, tool_call_quirks
-from .responses import ResponsesProvider
 
 #: What a row's ``result`` can be.
 RESULTS = ("ok", "deviates", "unsupported", "error", "skipped")
@@ -173,10 +173,10 @@ class ChatProbe(ChatProvider):
         self.chunks: list[dict[str, Any]] = []
         self.failure: tuple[int, str] | None = None
 
-    def _create(self, request: dict[str, Any]) -> Any:
+    def create(self, request: dict[str, Any]) -> Any:
         self.chunks.clear()  # sent again without a refused field: start afresh
         self.failure = None
-        result = super()._create(request)
+        result = super().create(request)
         if request.get("stream"):
             return _Recording(result, self.chunks, STREAM_BUDGET * self.settings.request_timeout)
         self.chunks.append(_plain(result))
@@ -186,16 +186,17 @@ class ChatProbe(ChatProvider):
         """As the provider does, and a refused token cap is dropped too: the probes set
         one, where run sends it only when configured (reasoning models refuse it)."""
         if isinstance(exc, openai.APIStatusError):
-            self.failure = (exc.status_code, self._scrub(_message(exc)))
+            self.failure = (exc.status_code, self.scrub(error_message(exc)))
             for name in CAPS:
-                if exc.status_code == 400 and name in request and _names(exc, self.failure[1], name):
-                    self._dropped.add(name)
-                    return _DropField()
+                if (exc.status_code == 400 and name in request
+                        and names_field(exc, self.failure[1], name)):
+                    self.dropped_fields.add(name)
+                    return DropField()
         return super()._translate(exc, request)
 
     @property
     def dropped(self) -> list[Quirk]:
-        return [dropped(name) for name in sorted(self._dropped)]
+        return [dropped(name) for name in sorted(self.dropped_fields)]
 
 
 class ResponsesProbe(ChatProbe, ResponsesProvider):

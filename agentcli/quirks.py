@@ -1,7 +1,7 @@
 """How a server's tool-call stream departs from OpenAI's, read from its raw chunks.
 
-The provider already copes with every one of these (``assemble`` and
-``provider``: SPEC section 4); nothing here changes a reply. ``agentcli
+The providers already cope with every one of these (``providers.assemble``
+and ``providers.base``: SPEC section 4); nothing here changes a reply. ``agentcli
 doctor`` holds the raw chunks of a probe next to the calls the provider
 assembled from them, and names each departure with what agentcli does
 about it.

@@ -10,7 +10,7 @@ from pathlib import Path
 from openai_server import Call, text, tool_calls
 
 HTTP = ("httpx", "httpcore", "httpx2", "httpcore2", "agentcli.tools.http", "agentcli.tools.netguard")
-REALTIME = ("websockets", "agentcli.realtime", "openai.resources.realtime")
+REALTIME = ("websockets", "agentcli.providers.realtime", "openai.resources.realtime")
 PAGES = ("lxml", "lxml_html_clean", "readability", "markdownify", "bs4", "chardet")
 HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "mcp", "agentcli.tools", *HTTP, *REALTIME,
          *PAGES)

@@ -9,7 +9,7 @@ from mcp_fixtures import mcp_http, write_config  # noqa: F401  (fixture)
 from openai_server import Call, raw_sse, text, tool_calls
 from test_responses import call_stream, text_stream
 
-from agentcli.responses import to_input
+from agentcli.providers.responses import to_input
 
 SUMMARY = "the chart\n[image: image/png, 12,345 bytes]"
 

@@ -41,7 +41,7 @@ from agentcli.errors import (
     TruncatedReply,
 )
 from agentcli.events import Decision
-from agentcli.realtime import RealtimeProvider
+from agentcli.providers.realtime import RealtimeProvider
 from agentcli.tools.builtins import builtin_tools
 from agentcli.tools.registry import ToolRegistry
 
@@ -372,7 +372,7 @@ def test_a_failed_response_is_one_line_and_a_server_error_is_retried(rt):
 
 
 def test_without_websockets_the_setting_is_a_clear_config_error(monkeypatch):
-    monkeypatch.delitem(sys.modules, "agentcli.realtime")
+    monkeypatch.delitem(sys.modules, "agentcli.providers.realtime")
     monkeypatch.setitem(sys.modules, "websockets.exceptions", None)  # as if not installed
     with pytest.raises(ConfigError, match=r'api = "realtime" needs the websockets '
                                           r'package \(pip install "openai\[realtime\]"\)'):

@@ -18,8 +18,7 @@ from ..errors import AgentCLIError, ConfigError
 from ..events import ApprovalRequest, Approver, Decision, Event
 from ..hooks import from_config as hooks_from_config
 from ..policy import Rules, config_rules, read_policy
-from ..provider import ChatProvider
-from ..responses import ResponsesProvider
+from ..providers import ChatProvider, ResponsesProvider
 from ..tools.builtins import builtin_tools
 from ..tools.http import http_tools
 from ..tools.loader import LoadReport, load_dir
@@ -198,7 +197,7 @@ def provider_class(settings: Settings) -> type[ChatProvider]:
     imported only when ``api = "realtime"``."""
     if settings.api == "realtime":
         try:
-            from ..realtime import RealtimeProvider
+            from ..providers.realtime import RealtimeProvider
         except ImportError as exc:
             package = (exc.name or "websockets").split(".")[0]
             raise ConfigError(f'api = "realtime" needs the {package} package '

@@ -15,8 +15,8 @@ When the conversation sent no longer continues what the server holds (the
 history was shortened to fit the context, a new chat, another model) or the
 connection failed, the connection is closed and the next step opens a new
 one and sends the whole conversation again. Retries, the fallback model and
-the rule "retry only while no text was shown" are the Chat Completions
-provider's. This module, and ``websockets`` with it, is imported only when
+the rule "retry only while no text was shown" are the base ``Provider``'s.
+This module, and ``websockets`` with it, is imported only when
 ``api = "realtime"``.
 """
 
@@ -38,9 +38,7 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
-from . import shapes
-from .assemble import ToolCallAssembler
-from .errors import (
+from ..errors import (
     AuthError,
     MalformedReply,
     ModelConnectionError,
@@ -49,8 +47,11 @@ from .errors import (
     RateLimited,
     StreamError,
 )
-from .messages import Message, Usage
-from .provider import ChatProvider, Reply, _data, _DropField, _finalise, _Retry, _ServerError
+from ..messages import Message, Usage
+from . import shapes
+from .assemble import ToolCallAssembler
+from .base import DropField, Reply, Retry, ServerError, checked, finalise
+from .chat import ChatProvider
 
 UNSENT = ("temperature", "top_p", "seed")
 """Settings the Realtime API has no parameter for: when set, they are left out."""
@@ -168,8 +169,9 @@ class RealtimeProvider(ChatProvider):
         if closer is not None:
             closer()
 
-    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 tool_choice: Any, stream: bool) -> dict[str, Any]:
+    def build_request(self, model: str, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], tool_choice: Any,
+                      stream: bool) -> dict[str, Any]:
         s = self.settings
         instructions, items = to_session(messages)
         session: dict[str, Any] = {"type": "realtime", "output_modalities": ["text"],
@@ -179,7 +181,7 @@ class RealtimeProvider(ChatProvider):
         if s.max_tokens is not None:
             session["max_output_tokens"] = s.max_tokens
         session.update(s.extra_body or {})
-        for name in self._dropped:
+        for name in self.dropped_fields:
             session.pop(name, None)
         response: dict[str, Any] = {}
         if tools and tool_choice is not None:
@@ -189,7 +191,7 @@ class RealtimeProvider(ChatProvider):
 
     def _log_request(self, request: dict[str, Any]) -> None:
         if self._debug is not None:
-            self._log(f"request: realtime response.create at {self._where()} "
+            self._log(f"request: realtime response.create at {self.where()} "
                       f"model={request['model']} items={len(request['input'])} "
                       f"tools={len(request['tools'])} response={request['response']}")
 
@@ -197,7 +199,7 @@ class RealtimeProvider(ChatProvider):
         reused = self._conn is not None
         try:
             return self._exchange(request, stream, on_text)
-        except _Retry as retry:
+        except Retry as retry:
             # A connection kept from an earlier step may have been closed by the server
             # meanwhile: open a new one at once, without spending a retry on it.
             if not (reused and isinstance(retry.error, StreamError) and self._nothing_came):
@@ -241,7 +243,7 @@ class RealtimeProvider(ChatProvider):
         self._conn = manager.enter()
         self._closer = weakref.finalize(self, _close_quietly, self._conn)
         self._key_sent = key
-        self._log(f"connected to the realtime API at {self._where()} (model={request['model']})")
+        self._log(f"connected to the realtime API at {self.where()} (model={request['model']})")
         return self._conn
 
     def _sync(self, conn: Any, request: dict[str, Any]) -> None:
@@ -270,13 +272,13 @@ class RealtimeProvider(ChatProvider):
                     event = conn.recv()
                 except ConnectionClosed:
                     if watch.fired:
-                        raise _Retry(ModelTimeout(
-                            f"no answer from {self._where()} within "
+                        raise Retry(ModelTimeout(
+                            f"no answer from {self.where()} within "
                             f"{self.settings.request_timeout:g} s"), 0) from None
                     raise
                 watch.poke()
                 self._nothing_came = False
-                data = _data(event, {"type": str}, "an event")
+                data = checked(event, {"type": str}, "an event")
                 kind = data.get("type") or ""
                 shapes.check(data, EVENTS.get(kind, {}), "an event")
                 index = data.get("output_index")
@@ -305,22 +307,22 @@ class RealtimeProvider(ChatProvider):
                     error = data.get("error") or {}
                     self._drop_rejected(error, session)
                     detail = error.get("message") or error.get("code") or "unknown error"
-                    raise ModelError(f"{self._where()} reported an error: {self._scrub(detail)}")
+                    raise ModelError(f"{self.where()} reported an error: {self.scrub(detail)}")
         finally:
             watch.stop()
         content = "".join(text)
         if content and not stream:
             on_text(content)
-        return _finalise(reply, content, calls.assembled())
+        return finalise(reply, content, calls.assembled())
 
     def _drop_rejected(self, error: dict[str, Any], session: dict[str, Any]) -> None:
         """An error naming an optional session field that was sent: leave it out from
-        now on and send again (``_DropField``), as for Chat Completions."""
+        now on and send again (``DropField``), as for Chat Completions."""
         said = f"{error.get('param') or ''} {error.get('message') or ''}"
         for name in OPTIONAL_SESSION:
-            if name in session and name not in self._dropped and name in said:
-                self._dropped.add(name)
-                raise _DropField()
+            if name in session and name not in self.dropped_fields and name in said:
+                self.dropped_fields.add(name)
+                raise DropField()
 
     def _finish(self, reply: Reply, response: dict[str, Any], has_calls: bool) -> None:
         usage = response.get("usage") or {}
@@ -333,13 +335,13 @@ class RealtimeProvider(ChatProvider):
         reason = details.get("reason")
         if status == "failed":
             error = details.get("error") or {}
-            detail = self._scrub(error.get("message") or error.get("code") or "no reason given")
+            detail = self.scrub(error.get("message") or error.get("code") or "no reason given")
             if "server_error" in (error.get("type"), error.get("code")):
                 # like a 5xx: tried again while no text was shown
-                raise _Retry(_ServerError(f"server error from {self._where()}: {detail}"), 0)
-            raise ModelError(f"{self._where()} failed the response: {detail}")
+                raise Retry(ServerError(f"server error from {self.where()}: {detail}"), 0)
+            raise ModelError(f"{self.where()} failed the response: {detail}")
         if status == "cancelled":
-            raise ModelError(f"{self._where()} cancelled the response "
+            raise ModelError(f"{self.where()} cancelled the response "
                              f"({reason or 'no reason given'})")
         if status == "incomplete" and reason == "max_output_tokens":
             reply.finish_reason = "length"
@@ -349,56 +351,56 @@ class RealtimeProvider(ChatProvider):
             reply.finish_reason = "tool_calls" if has_calls else "stop"
 
     def _translate_ws(self, exc: Exception) -> Exception:
-        """A WebSocket or socket failure as our error; ``_Retry`` where a retry may help."""
-        where = self._where()
-        if isinstance(exc, (ModelError, _Retry, _DropField)):
+        """A WebSocket or socket failure as our error; ``Retry`` where a retry may help."""
+        where = self.where()
+        if isinstance(exc, (ModelError, Retry, DropField)):
             return exc
         if isinstance(exc, (shapes.Malformed, json.JSONDecodeError)):
             # Like a dropped connection: retried only while no text was shown.
             what = exc if isinstance(exc, shapes.Malformed) else f"an event is not valid JSON: {exc}"
-            return _Retry(MalformedReply(f"{where} sent a malformed event "
-                                         f"({self._scrub(str(what))})"), 0)
+            return Retry(MalformedReply(f"{where} sent a malformed event "
+                                        f"({self.scrub(str(what))})"), 0)
         if isinstance(exc, ConnectionClosed):
-            return _Retry(StreamError(f"{where} closed the realtime connection in the middle "
-                                      f"of the reply ({_closed(exc)})"), 0)
+            return Retry(StreamError(f"{where} closed the realtime connection in the middle "
+                                     f"of the reply ({_closed(exc)})"), 0)
         if isinstance(exc, InvalidStatus):
             return self._refused(exc)
         if isinstance(exc, TimeoutError):
-            return _Retry(ModelTimeout(f"no answer from {where} within "
-                                       f"{self.settings.request_timeout:g} s"), 0)
+            return Retry(ModelTimeout(f"no answer from {where} within "
+                                      f"{self.settings.request_timeout:g} s"), 0)
         if isinstance(exc, InvalidURI):
-            return ModelError(f"cannot open a WebSocket to {where}: {self._scrub(str(exc))}")
+            return ModelError(f"cannot open a WebSocket to {where}: {self.scrub(str(exc))}")
         if isinstance(exc, InvalidHandshake):
             return ModelError(f"{where} did not accept a realtime WebSocket connection "
-                              f"({self._scrub(f'{type(exc).__name__}: {exc}')}); is it a "
+                              f"({self.scrub(f'{type(exc).__name__}: {exc}')}); is it a "
                               "server of the Realtime API?")
         if isinstance(exc, OSError):
-            return _Retry(ModelConnectionError(f"cannot reach the model server at {where}: "
-                                               f"{self._scrub(f'{type(exc).__name__}: {exc}')}"), 0)
+            return Retry(ModelConnectionError(f"cannot reach the model server at {where}: "
+                                              f"{self.scrub(f'{type(exc).__name__}: {exc}')}"), 0)
         if isinstance(exc, openai.OpenAIError):
-            return ModelError(f"realtime connection to {where}: {self._scrub(str(exc))}")
-        return _Retry(StreamError(f"the realtime connection to {where} failed mid-reply "
-                                  f"({self._scrub(f'{type(exc).__name__}: {exc}')})"), 0)
+            return ModelError(f"realtime connection to {where}: {self.scrub(str(exc))}")
+        return Retry(StreamError(f"the realtime connection to {where} failed mid-reply "
+                                 f"({self.scrub(f'{type(exc).__name__}: {exc}')})"), 0)
 
     def _refused(self, exc: InvalidStatus) -> Exception:
         """The HTTP answer that refused the WebSocket upgrade, as for Chat Completions."""
-        where = self._where()
+        where = self.where()
         status = exc.response.status_code
-        detail = self._scrub(_body_message(exc.response.body) or exc.response.reason_phrase)
+        detail = self.scrub(_body_message(exc.response.body) or exc.response.reason_phrase)
         if status in (401, 403):
             var = self.settings.api_key_env or "OPENAI_API_KEY"
             return AuthError(f"{where} refused the request ({status}): {detail.rstrip('.')}. "
                              f"Check the key in ${var}.")
         if status == 429:
-            return _Retry(RateLimited(f"rate limited by {where} (429): {detail}"), 0)
+            return Retry(RateLimited(f"rate limited by {where} (429): {detail}"), 0)
         if status == 404:
             return ModelError(f"{where} has no realtime model '{self._asked}' or no "
                               f"realtime endpoint (404): {detail}")
         if status >= 500:
-            return _Retry(_ServerError(f"server error from {where} ({status}): {detail}"), 0)
+            return Retry(ServerError(f"server error from {where} ({status}): {detail}"), 0)
         return ModelError(f"{where} refused the realtime connection ({status}): {detail}")
 
-    def _whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
+    def read_whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
         raise AssertionError("the realtime provider reads events, not whole replies")
 
 

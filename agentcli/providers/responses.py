@@ -5,7 +5,7 @@ conversation stays in Chat Completions shape everywhere else; this module
 translates it to Responses input items on the way out (tool calls become
 ``function_call`` items, tool results ``function_call_output`` items) and
 turns the typed stream events back into the same ``Reply``. Retries,
-fallback and error mapping are the Chat Completions provider's.
+fallback and error mapping are the base ``Provider``'s.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ModelError
+from ..messages import Usage
 from . import shapes
 from .assemble import ToolCallAssembler
-from .errors import ModelError
-from .messages import Usage
-from .provider import ChatProvider, Reply, _data, _finalise
+from .base import Reply, checked, finalise
+from .chat import ChatProvider
 
 
 def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -87,8 +88,9 @@ class ResponsesProvider(ChatProvider):
             self._notice(f"warning: {', '.join(unsent)} cannot be sent with api = \"responses\" "
                          "and is ignored (use api = \"chat\" to send it)")
 
-    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 tool_choice: Any, stream: bool) -> dict[str, Any]:
+    def build_request(self, model: str, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], tool_choice: Any,
+                      stream: bool) -> dict[str, Any]:
         s = self.settings
         request: dict[str, Any] = {"model": model, "input": to_input(messages)}
         if tools:
@@ -106,18 +108,18 @@ class ResponsesProvider(ChatProvider):
             request["stream"] = True
         if self.answer_format is not None:
             request["text"] = {"format": {"type": "json_schema", **self.answer_format}}
-        for name in self._dropped:
+        for name in self.dropped_fields:
             request.pop(name, None)
         return request
 
-    def _create(self, request: dict[str, Any]) -> Any:
+    def create(self, request: dict[str, Any]) -> Any:
         return self.client.responses.create(**request)
 
     def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
                      text: list[str], on_text: Callable[[str], None]) -> None:
         with stream:
             for event in stream:
-                data = _data(event, {"type": str}, "an event")
+                data = checked(event, {"type": str}, "an event")
                 kind = data.get("type") or ""
                 shapes.check(data, shapes.RESPONSES_EVENTS.get(kind, {}), "an event")
                 if kind == "response.output_text.delta" and data.get("delta"):
@@ -131,10 +133,10 @@ class ResponsesProvider(ChatProvider):
                 elif kind in ("response.completed", "response.incomplete"):
                     _finish(reply, data.get("response") or {}, bool(calls))
                 elif kind in ("response.failed", "error"):
-                    raise ModelError(f"{self._where()} failed the response: {_failure(data)}")
+                    raise ModelError(f"{self.where()} failed the response: {_failure(data)}")
 
-    def _whole(self, response: Any, on_text: Callable[[str], None]) -> Reply:
-        data = _data(response, shapes.RESPONSE, "the response")
+    def read_whole(self, response: Any, on_text: Callable[[str], None]) -> Reply:
+        data = checked(response, shapes.RESPONSE, "the response")
         calls = ToolCallAssembler()
         parts: list[str] = []
         for index, item in enumerate(data.get("output") or []):
@@ -147,7 +149,7 @@ class ResponsesProvider(ChatProvider):
         content = "".join(parts)
         if content:
             on_text(content)
-        return _finalise(reply, content, calls)
+        return finalise(reply, content, calls)
 
 
 def _add_call(calls: ToolCallAssembler, index: Any, item: dict[str, Any]) -> None:
