@@ -52,6 +52,7 @@ from . import shapes
 from .assemble import ToolCallAssembler
 from .base import DropField, Reply, Retry, ServerError, checked, finalise
 from .chat import ChatProvider
+from .responses import to_tool_choice, to_tools  # the same flat function tools
 
 UNSENT = ("temperature", "top_p", "seed")
 """Settings the Realtime API has no parameter for: when set, they are left out."""
@@ -117,17 +118,6 @@ def to_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                           "name": call["function"]["name"],
                           "arguments": call["function"]["arguments"]})
     return items
-
-
-def to_tools(schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat Completions tool schemas flattened to Realtime function tools."""
-    return [{"type": "function", **schema["function"]} for schema in schemas]
-
-
-def to_tool_choice(choice: Any) -> Any:
-    if isinstance(choice, dict):
-        return {"type": "function", "name": choice["function"]["name"]}
-    return choice
 
 
 class RealtimeProvider(ChatProvider):
