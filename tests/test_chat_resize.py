@@ -83,6 +83,13 @@ class ResizableChat:
         finally:
             os.kill(self.child.pid, signal.SIGCONT)
 
+    def wait_for(self, shown: str, timeout: float = 10) -> None:
+        """Read the output until both emulators show ``shown``."""
+        deadline = time.monotonic() + timeout
+        while not all(shown in t.history() for t in (self.reflowing, self.cutting)):
+            assert time.monotonic() < deadline, f"{shown!r} never shown"
+            self.child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.1)
+
     def close(self) -> None:
         if self.child.isalive():
             self.child.sendcontrol("d")
@@ -111,14 +118,11 @@ def test_resizing_while_an_answer_streams_leaves_no_stale_preview(resizable, ser
     session.child.expect("ready")
     session.child.expect(PROMPT)
     session.child.send("tell me\r")
-    session.child.expect("word40")          # the first paragraph printed, the second in the
-    session.resize(30, 48)                  # preview over two rows: now narrower
-    session.child.expect("word60")
-    time.sleep(0.3)                         # a refresh at the narrow width
+    session.wait_for("word40")              # the first paragraph printed, the second in the
+    session.resize(30, 48)                  # preview over three rows: now narrower
+    session.wait_for("word60")              # redrawn at the narrow width
     session.resize(30, 120)                 # and wider
-    session.child.expect("The end")
-    session.child.expect(PROMPT)
-    session.child.expect(pexpect.TIMEOUT, timeout=0.3)
+    session.wait_for("The end.\nagentcli>")
     assert server.requests[1].body["messages"][-1]["content"] == "tell me"
     for terminal in (session.reflowing, session.cutting):
         shown = terminal.history()
