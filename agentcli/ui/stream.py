@@ -129,7 +129,7 @@ class BlockSplitter:
 
     def tail(self, max_lines: int, max_chars: int = PREVIEW_CHARS) -> str:
         """The end of the unfinished block, for the live preview (bounded in size)."""
-        lines = self._lines[-max_lines:]
+        lines = [*self._lines[-max_lines:], *[""] * min(self._blanks, 1)]  # paragraphs apart
         partial = "".join(self._partial[-max_chars:])
         text = "\n".join([*lines, partial])[-max_chars:]
         if self._fence is not None and not text.startswith(self._opener):
