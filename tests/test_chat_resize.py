@@ -163,11 +163,12 @@ def test_the_preview_is_redrawn_in_place_after_any_resize(reflow, sizes):
 
 
 def test_a_preview_taller_than_the_screen_shows_its_newest_rows():
-    terminal = Terminal(6, 40)
+    terminal = Terminal(6, 30, scroll_on_clear=True)
     console, stream = streaming(terminal)
     console.print("above")
-    stream.feed("".join(SOURCE[:6]))                 # 12 rows at 40 columns
-    stream.refresh()
+    stream.feed("".join(SOURCE[:6]))                 # its last 3 lines: 9 rows at 30 columns
+    for _ in range(3):  # a region that fills the screen is not pushed into the scrollback
+        stream.refresh()
     screen = terminal.screen()
     assert screen[0] == "…" and "word60" in screen[-1], screen
     assert (terminal.cy, terminal.cx) == (terminal.top, 0)  # parked on the region's first row

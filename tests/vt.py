@@ -11,6 +11,9 @@ automatic wrapping, and can be resized two ways:
 * ``reflow=False``, as xterm: each row keeps its place and is cut at the new
   width.
 
+With ``scroll_on_clear``, erasing the screen from its top-left corner first
+pushes it into the scrollback, as tmux does by default.
+
 Either way the cursor stays on the screen, and rows pushed off the top go to
 the scrollback. Wide characters are not modelled (tests use ASCII).
 """
@@ -42,8 +45,9 @@ class Row:
 class Terminal:
     """A grid of ``lines`` x ``columns`` cells under its scrollback."""
 
-    def __init__(self, lines: int, columns: int) -> None:
+    def __init__(self, lines: int, columns: int, *, scroll_on_clear: bool = False) -> None:
         self.lines, self.columns = lines, columns
+        self.scroll_on_clear = scroll_on_clear  # tmux: erasing the whole screen keeps it
         self.rows = [Row() for _ in range(lines)]
         self.top = 0                  # index in rows of the screen's first row
         self.cy, self.cx = 0, 0       # cursor: absolute row, column
@@ -133,7 +137,11 @@ class Terminal:
             else:
                 row.cells, row.wrapped = [], False
         elif final == "J":
-            if first == 0:
+            if self.scroll_on_clear and first in (0, 2) and (self.cy, self.cx) == (self.top, 0):
+                self.rows.extend(Row() for _ in range(self.lines))  # the screen goes to the
+                self.top += self.lines                              # scrollback, as tmux does
+                self.cy = self.top
+            elif first == 0:
                 del row.cells[self.cx:]
                 row.wrapped = False
                 for below in self.rows[self.cy + 1:]:

@@ -137,12 +137,14 @@ class BlockSplitter:
         return text
 
 
-# Back to the start of the row the cursor is on, and erase from there to the end
-# of the screen (CSI J): the region drawn below the cursor is gone, whatever
-# shape the terminal gave it since. (rich has no name for CSI J; the control
-# list only marks the segment as a control sequence, zero cells wide.)
-_ERASE_BELOW = Segment("\r\x1b[J", None, [(ControlType.CARRIAGE_RETURN,),
-                                            (ControlType.ERASE_IN_LINE, 0)])
+# Erase the row the cursor is on and everything below it: the region drawn
+# below the cursor is gone, whatever shape the terminal gave it since. The
+# erase below starts from the second column: from the screen's top-left corner
+# tmux would take it for a clear screen and push the screen into the
+# scrollback, a stale copy per refresh. (rich has no name for these
+# sequences; the control list only marks the segment as zero cells wide.)
+_ERASE_BELOW = Segment("\r\x1b[2K\x1b[2G\x1b[J\r", None, [(ControlType.CARRIAGE_RETURN,),
+                                                           (ControlType.ERASE_IN_LINE, 2)])
 
 
 class LiveRegion(RenderHook):
@@ -158,13 +160,19 @@ class LiveRegion(RenderHook):
 
     So this region never counts rows to find its way back: after each
     drawing it parks the cursor on its first row, column 0, and the next
-    drawing (or the end) erases from the cursor to the end of the screen.
+    drawing (or the end) erases from there to the end of the screen.
     Terminals keep the cursor on the character it was on through a resize,
-    reflowing or not (xterm cuts rows instead), so the cursor is still at
-    the region's start: everything below it is the region, everything above
-    is finished output, which is never touched. The region is at most one
-    screen high, so parking never has to leave the screen. A resize shows
-    at the next refresh, at most ``1 / refresh_per_second`` later.
+    so the cursor is still at the region's start: everything below it is the
+    region, everything above is finished output, which is never touched.
+    xterm cuts rows instead of re-wrapping them, and the cursor stays put.
+    tmux 3.3 does not always keep the cursor there: re-wrapping, it can
+    leave it a row lower, and the row above the cursor then stays. So the
+    region's first row is an empty one whenever the block is printed after
+    a blank line (it takes that blank line's place): what can stay behind
+    in tmux is that blank row, not a stale row of text. The region's rows
+    carry no padding, so they re-wrap as little as they can. The region is at most one screen high, so
+    parking never leaves the screen. A resize shows at the next refresh, at
+    most ``1 / refresh_per_second`` later.
 
     Everything printed on the console while the region is up goes above it
     (a render hook, as rich's ``Live`` does).
@@ -224,12 +232,26 @@ class _Parked:
         if len(lines) > rows:  # keep the newest rows: the end is where the text grows
             lines = [[Segment("…", console.get_style("dim"))], *lines[len(lines) - rows + 1:]]
         for number, line in enumerate(lines):
-            yield from line
+            yield from _without_padding(line)
             if number < len(lines) - 1:
                 yield Segment.line()
         yield Segment("\r", None, [(ControlType.CARRIAGE_RETURN,)])
         if len(lines) > 1:
             yield Segment(f"\x1b[{len(lines) - 1}A", None, [(ControlType.CURSOR_UP, len(lines) - 1)])
+
+
+def _without_padding(line: list[Segment]) -> list[Segment]:
+    """``line`` without the plain spaces rich pads it with up to the width: a row
+    only as long as its text is re-wrapped into fewer rows when the terminal
+    narrows, and not at all while the new width still holds it."""
+    line = list(line)
+    while line and not line[-1].control and not (line[-1].style and line[-1].style.bgcolor):
+        text = line[-1].text.rstrip(" ")
+        if text:
+            line[-1] = Segment(text, line[-1].style)
+            break
+        line.pop()
+    return line
 
 
 class MarkdownStream:
@@ -299,10 +321,18 @@ class MarkdownStream:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         try:
-            text = self._splitter.tail(max(3, console.height - 2))
+            text = self._splitter.tail(max(3, console.height - 3))
             preview = markdown(text) if text.strip() else None
+            # The blank line that will go before the block when it is printed
+            # goes before the preview too: the text does not move when the block
+            # is finished, and the region starts with an empty row, which no
+            # resize re-wraps (see LiveRegion).
+            gap = preview is not None and self._gap and not _opens_with_new_line(
+                [t for t in preview.parsed if t.level == 0])
         except Exception:  # a preview must never take the answer down with it
-            preview = None
+            preview, gap = None, False
+        if gap:
+            yield Text()
         if preview is not None:
             yield preview
 
