@@ -169,8 +169,10 @@ class LiveRegion(RenderHook):
     leave it a row lower, and the row above the cursor then stays. So the
     region's first row is an empty one whenever the block is printed after
     a blank line (it takes that blank line's place): what can stay behind
-    in tmux is that blank row, not a stale row of text. The region's rows
-    carry no padding, so they re-wrap as little as they can. The region is at most one screen high, so
+    in tmux is that blank row, not a stale row of text. (A block printed
+    without a blank line before it, such as an answer's first, has no such
+    row: there tmux can keep one stale row.) The region's rows carry no
+    padding, so they re-wrap as little as they can. The region is at most one screen high, so
     parking never leaves the screen. A resize shows at the next refresh, at
     most ``1 / refresh_per_second`` later.
 
