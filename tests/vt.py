@@ -52,6 +52,7 @@ class Terminal:
         self.top = 0                  # index in rows of the screen's first row
         self.cy, self.cx = 0, 0       # cursor: absolute row, column
         self.pending = False          # a character was written in the last column
+        self.autowrap = True          # DECAWM: off, text stops at the last column
         self._rest = ""
 
     # ---- output
@@ -88,6 +89,9 @@ class Terminal:
             i += 1
 
     def _print(self, char: str) -> None:
+        if self.pending and not self.autowrap:
+            self.rows[self.cy].put(self.cx, char)  # overwrites the last column
+            return
         if self.pending:
             self.rows[self.cy].wrapped = True
             self.cx = 0
@@ -107,7 +111,9 @@ class Terminal:
 
     def _csi(self, private: str, params: str, final: str) -> None:
         if private:
-            return  # modes (cursor visibility, bracketed paste...)
+            if private == "?" and params == "7":
+                self.autowrap = final == "h"
+            return  # other modes (cursor visibility, bracketed paste...)
         args = [int(p) if p else 0 for p in params.split(";")] if params else []
         n = max(1, args[0]) if args else 1
         first = args[0] if args else 0

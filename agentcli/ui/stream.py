@@ -146,6 +146,8 @@ class BlockSplitter:
 _ERASE_BELOW = Segment("\r\x1b[2K\x1b[2G\x1b[J\r", None, [(ControlType.CARRIAGE_RETURN,),
                                                            (ControlType.ERASE_IN_LINE, 2)])
 
+_AUTOWRAP_ON = Segment("\x1b[?7h", None, [(ControlType.SHOW_CURSOR,)])  # DECAWM on, as usual
+
 
 class LiveRegion(RenderHook):
     """A transient region under the output, redrawn in place, that survives resizes.
@@ -168,13 +170,16 @@ class LiveRegion(RenderHook):
     tmux 3.3 does not always keep the cursor there: re-wrapping, it can
     leave it a row lower, and the row above the cursor then stays. So the
     region's first row is an empty one whenever the block is printed after
-    a blank line (it takes that blank line's place): what can stay behind
-    in tmux is that blank row, not a stale row of text. (A block printed
-    without a blank line before it, such as an answer's first, has no such
-    row: there tmux can keep one stale row.) The region's rows carry no
-    padding, so they re-wrap as little as they can. The region is at most one screen high, so
-    parking never leaves the screen. A resize shows at the next refresh, at
-    most ``1 / refresh_per_second`` later.
+    a blank line (it takes that blank line's place): what stays behind in
+    tmux is then usually that blank row, not a stale row of text. (A block
+    printed without a blank line before it, such as an answer's first, has
+    no such row.) The region's rows carry no padding, so they re-wrap as
+    little as they can, and they are written without automatic wrapping,
+    so a frame rendered for the old width that reaches the terminal after
+    it was narrowed still takes one row per row and the move back up stays
+    exact. The region is at most one screen high, so parking never leaves
+    the screen. A resize shows at the next refresh, at most
+    ``1 / refresh_per_second`` later.
 
     Everything printed on the console while the region is up goes above it
     (a render hook, as rich's ``Live`` does).
@@ -204,7 +209,7 @@ class LiveRegion(RenderHook):
         finally:  # even when a second Ctrl-C cuts the wait short
             with self.lock:
                 self.console.pop_render_hook()
-                self.console.print(Segments([_ERASE_BELOW]), end="")
+                self.console.print(Segments([_ERASE_BELOW, _AUTOWRAP_ON]), end="")
                 self.console.show_cursor(True)
 
     def refresh(self) -> None:
@@ -233,6 +238,11 @@ class _Parked:
         rows = max(1, options.size.height)
         if len(lines) > rows:  # keep the newest rows: the end is where the text grows
             lines = [[Segment("…", console.get_style("dim"))], *lines[len(lines) - rows + 1:]]
+        # Without automatic wrapping (DECAWM off) while the rows are written, each
+        # takes exactly one row even when the terminal was made narrower after
+        # this frame was rendered, so the move back up is exact; the next
+        # refresh redraws the frame at the new width.
+        yield Segment("\x1b[?7l", None, [(ControlType.HIDE_CURSOR,)])
         for number, line in enumerate(lines):
             yield from _without_padding(line)
             if number < len(lines) - 1:
@@ -240,6 +250,7 @@ class _Parked:
         yield Segment("\r", None, [(ControlType.CARRIAGE_RETURN,)])
         if len(lines) > 1:
             yield Segment(f"\x1b[{len(lines) - 1}A", None, [(ControlType.CURSOR_UP, len(lines) - 1)])
+        yield _AUTOWRAP_ON
 
 
 def _without_padding(line: list[Segment]) -> list[Segment]:
