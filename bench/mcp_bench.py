@@ -147,7 +147,9 @@ def running_server(state: Path) -> Iterator[object]:
 
 
 def in_process_calls(runs: int) -> dict[str, Sample]:
-    """Median wall and CPU time (this process only) of one call through the executor."""
+    """Median wall and CPU time of one call through the executor: CPU of this process
+    and of the workers it forked and reaped (the calculator's), not of the MCP
+    server (kept apart: its mean CPU per call)."""
     from agentcli.commands.common import approve_all, audit_log
     from agentcli.conversation import Conversation
     from agentcli.executor import Limits, ToolExecutor
@@ -172,15 +174,18 @@ def in_process_calls(runs: int) -> dict[str, Sample]:
             def once() -> Sample:
                 n = next(count)
                 request = ToolCall(id=f"call_{n}", name=name, arguments=json.dumps(arguments(n)))
-                wall, cpu = time.perf_counter(), time.process_time()
+                wall, cpu = time.perf_counter(), time.process_time() + reaped_cpu()
                 record = executor.run(Conversation(), [request])[0]
-                sample = time.perf_counter() - wall, time.process_time() - cpu
+                sample = (time.perf_counter() - wall,
+                          time.process_time() + reaped_cpu() - cpu)
                 if record.status != "ok" or expect(n) not in record.result:
                     raise RuntimeError(f"{name}: {record.status} {record.result!r}")
                 return sample
             return once
 
-        return interleave({
+        server = server_pid()
+        server_before = cpu_of(server)
+        found = interleave({
             "MCP files__echo (server up)": call(
                 "files__echo", lambda n: {"text": f"call {n}"}, lambda n: f"echo: call {n}"),
             "built-in calculator": call(
@@ -188,6 +193,31 @@ def in_process_calls(runs: int) -> dict[str, Sample]:
             "built-in current_time": call(
                 "current_time", lambda n: {"timezone": "UTC"}, lambda n: "+00:00"),
         }, runs)
+        # the server's own CPU time, per call (mean: /proc counts in 10 ms ticks)
+        found["the server's CPU per echo call"] = (0.0, (cpu_of(server) - server_before) /
+                                                   (runs + 1))
+        return found
+
+
+def reaped_cpu() -> float:
+    """CPU seconds of the children this process has reaped (the calculator's workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def server_pid() -> int:
+    """The test server this process started (a child running normal.py)."""
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"normal.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    raise RuntimeError("the MCP test server's process was not found")
+
+
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tools_call_processes(runs: int) -> dict[str, Sample]:
@@ -212,8 +242,11 @@ def calls(runs: int = 100, process_runs: int = 5) -> list[tuple[str, str]]:
     byte_compile()
     found = in_process_calls(runs)
     mcp = found["MCP files__echo (server up)"]
+    server = found.pop("the server's CPU per echo call")[1]
     rows = [(f"in-process, {name} (median of {runs})", pair(sample))
             for name, sample in found.items()]
+    rows.append(("the MCP server's own CPU per echo call (mean, from /proc; not in the "
+                 "CPU figures above: agentcli's process and the calculator's forked worker)", ms(server)))
     for name in ("built-in calculator", "built-in current_time"):
         wall = mcp[0] - found[name][0]
         cpu = mcp[1] - found[name][1]
@@ -232,28 +265,30 @@ def calls(runs: int = 100, process_runs: int = 5) -> list[tuple[str, str]]:
 # 2. import mcp, and what a command without a server pays for it --------------------
 
 
-def import_breakdown(top: int = 5) -> tuple[float, list[tuple[str, float]]]:
-    """``import mcp``'s cumulative time and its biggest direct imports (seconds),
-    from ``python -X importtime`` (median cumulative of 5 runs for the total)."""
-    totals, parts = [], []
+def import_breakdown(top: int = 6) -> tuple[float, list[tuple[str, float]]]:
+    """``import mcp``'s cumulative time (median of 5 runs of ``python -X importtime``)
+    and, from the last run, where it goes: the self time of the modules it loads,
+    summed per top-level package, biggest first (seconds)."""
+    totals: list[float] = []
+    parts: dict[str, float] = {}
     for _ in range(5):
         err = subprocess.run([sys.executable, "-X", "importtime", "-c", "import mcp"],
                              capture_output=True, text=True, check=True).stderr
-        children: list[tuple[str, float]] = []  # level 1 since the last top-level import
+        subtree: dict[str, float] = {}  # since the last top-level import before mcp
         for line in err.splitlines():
             fields = line.removeprefix("import time:").split("|")
             if len(fields) != 3 or not fields[1].strip().isdigit():
                 continue
-            name, cumulative = fields[2].rstrip(), int(fields[1]) / 1e6
+            name = fields[2].rstrip()
+            package = name.strip().split(".")[0]
+            subtree[package] = subtree.get(package, 0.0) + int(fields[0]) / 1e6
             if name.strip() == "mcp":
-                totals.append(cumulative)
-                parts = children
+                totals.append(int(fields[1]) / 1e6)
+                parts = subtree
                 break
             if not name.startswith("  "):
-                children = []
-            elif not name.startswith("    "):
-                children.append((name.strip(), cumulative))
-    return statistics.median(totals), sorted(parts, key=lambda p: -p[1])[:top]
+                subtree = {}
+    return statistics.median(totals), sorted(parts.items(), key=lambda p: -p[1])[:top]
 
 
 def loads_mcp(argv: list[str], env: dict[str, str], cwd: Path) -> bool:
@@ -281,6 +316,11 @@ def startup_without_servers(runs: int) -> list[tuple[str, str]]:
             home = homes[label] = Path(tmp) / str(n)
             home.mkdir()
             write_config(home, text)
+        home = homes["[mcp] with one server (started)"]
+        for flag in ("--version", "--help"):
+            imported = loads_mcp([agentcli, flag], environment(home), home)
+            rows.append((f"agentcli {flag}, one server configured",
+                         f"mcp imported: {'yes' if imported else 'no'}"))
         commands = {"tools list": (["tools", "list"], "calculator"),
                     "run -y (one calculator call)": (
                         ["run", "-y", "--base-url", model.base_url, "-m", "m", QUERY], "391")}
@@ -321,7 +361,8 @@ def imports(runs: int = 15, command_runs: int = 7) -> list[tuple[str, str]]:
         rows.append((f"{name} (median of {runs})", pair(sample) + extra))
     total, parts = import_breakdown()
     rows.append(("python -X importtime -c 'import mcp': mcp cumulative (median of 5)", ms(total)))
-    rows.append(("its biggest direct imports", ", ".join(f"{n} {ms(c)}" for n, c in parts)))
+    rows.append(("where it goes (self time per package, last run)",
+                 ", ".join(f"{n} {ms(c)}" for n, c in parts)))
     return rows + startup_without_servers(command_runs)
 
 
