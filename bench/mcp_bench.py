@@ -23,11 +23,15 @@ dropped warm-up round first; every package is byte-compiled first, as an
 install does. The file is not called mcp.py: bench/ comes first on sys.path
 when a benchmark runs, and that name would hide the SDK.
 
-    python bench/mcp_bench.py [calls|imports|chat ...] [--runs N]
+    python bench/mcp_bench.py [calls|imports|chat ...] [--tree DIR]
+
+``--tree DIR`` adds another checkout of agentcli to the chat measure (for a
+before/after), both run with their own directory on PYTHONPATH.
 """
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import resource
@@ -291,13 +295,21 @@ def import_breakdown(top: int = 6) -> tuple[float, list[tuple[str, float]]]:
     return statistics.median(totals), sorted(parts.items(), key=lambda p: -p[1])[:top]
 
 
-def loads_mcp(argv: list[str], env: dict[str, str], cwd: Path) -> bool:
-    """Whether the command imports any module of the ``mcp`` SDK (``-X importtime``)."""
+def imported(argv: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
+    """The modules a command imports, with their self time in seconds (``-X importtime``)."""
     err = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
                          text=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL).stderr
-    names = [line.split("|")[-1].strip() for line in err.splitlines()
-             if line.startswith("import time:")]
-    return any(name == "mcp" or name.startswith("mcp.") for name in names)
+    modules = {}
+    for line in err.splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if len(fields) == 3 and fields[0].strip().isdigit():
+            modules[fields[2].strip()] = int(fields[0]) / 1e6
+    return modules
+
+
+def loads_mcp(modules: dict[str, float]) -> str:
+    """Whether any module of the ``mcp`` SDK is among ``modules``."""
+    return "yes" if any(name == "mcp" or name.startswith("mcp.") for name in modules) else "no"
 
 
 CONFIGS = {
@@ -318,9 +330,9 @@ def startup_without_servers(runs: int) -> list[tuple[str, str]]:
             write_config(home, text)
         home = homes["[mcp] with one server (started)"]
         for flag in ("--version", "--help"):
-            imported = loads_mcp([agentcli, flag], environment(home), home)
+            modules = imported([agentcli, flag], environment(home), home)
             rows.append((f"agentcli {flag}, one server configured",
-                         f"mcp imported: {'yes' if imported else 'no'}"))
+                         f"mcp imported: {loads_mcp(modules)}"))
         commands = {"tools list": (["tools", "list"], "calculator"),
                     "run -y (one calculator call)": (
                         ["run", "-y", "--base-url", model.base_url, "-m", "m", QUERY], "391")}
@@ -329,15 +341,20 @@ def startup_without_servers(runs: int) -> list[tuple[str, str]]:
                         for label, home in homes.items()}
             found = interleave(programs, runs)
             base = found["no [mcp] section"]
+            modules = {label: imported([agentcli, *args], environment(home), home)
+                       for label, home in homes.items()}
             for label, sample in found.items():
-                home = homes[label]
-                imported = loads_mcp([agentcli, *args], environment(home), home)
-                versus = "" if sample is base else (
-                    f" ({(sample[0] - base[0]) * 1000:+.0f} ms wall, "
-                    f"{(sample[1] - base[1]) * 1000:+.0f} ms CPU)")
+                versus = more = ""
+                if sample is not base:
+                    versus = (f" ({(sample[0] - base[0]) * 1000:+.0f} ms wall, "
+                              f"{(sample[1] - base[1]) * 1000:+.0f} ms CPU)")
+                    extra = sorted(set(modules[label]) - set(modules["no [mcp] section"]))
+                    listed = ", ".join(extra) if len(extra) <= 4 else f"{len(extra)} modules"
+                    cost = sum(modules[label][name] for name in extra)
+                    more = f"; modules beyond no [mcp]: {listed or 'none'} ({ms(cost)} self)"
                 rows.append((f"agentcli {command}, {label} (median of {runs})",
                              f"{pair(sample)}{versus}; mcp imported: "
-                             f"{'yes' if imported else 'no'}"))
+                             f"{loads_mcp(modules[label])}{more}"))
     return rows
 
 
@@ -369,21 +386,35 @@ def imports(runs: int = 15, command_runs: int = 7) -> list[tuple[str, str]]:
 # 3. chat's prompt with two slow-starting servers -----------------------------------
 
 
-def chat_prompt(base_url: str, home: Path) -> Sample:
+def chat_prompt(base_url: str, home: Path, tree: Path | None = None) -> Sample:
     """bench/chat_startup.py's start-to-prompt time, with the CPU time of chat and
-    of what it waited for (its servers) from RUSAGE_CHILDREN."""
+    of what it waited for (its servers) from RUSAGE_CHILDREN; ``tree``: the
+    agentcli of that checkout (on PYTHONPATH) instead of this one."""
     import chat_startup
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall = chat_startup.once(base_url, str(home))
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tree or ROOT)
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = chat_startup.once(base_url, str(home))
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
     return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
-def chat(runs: int = 5) -> list[tuple[str, str]]:
+def chat(runs: int = 5, tree: Path | None = None) -> list[tuple[str, str]]:
+    """Start to prompt without and with two slow servers; with ``tree``, the same
+    for that checkout, all four taking turns."""
     from openai_server import OpenAIServer
 
     byte_compile()
+    trees = {"": ROOT} if tree is None else {"this checkout, ": ROOT, f"{tree}, ": tree}
+    if tree is not None:
+        compileall.compile_dir(str(tree / "agentcli"), quiet=2, workers=0)
     slow = "".join(server_table(name, "slow", f"env = {{ SLOW_START = '{SLOW_START:g}' }}\n\n")
                    for name in ("slow1", "slow2"))
     with OpenAIServer() as model, tempfile.TemporaryDirectory() as tmp:
@@ -392,20 +423,24 @@ def chat(runs: int = 5) -> list[tuple[str, str]]:
         for home, text in zip(homes.values(), ("", slow), strict=True):
             (home / "c" / "agentcli").mkdir(parents=True)  # chat_startup's XDG_CONFIG_HOME
             (home / "c" / "agentcli" / "config.toml").write_text(text)
-        found = interleave({label: (lambda home=home: chat_prompt(model.base_url, home))
-                            for label, home in homes.items()}, runs)
+        found = interleave({
+            f"{where}{label}": (lambda home=home, code=code: chat_prompt(model.base_url, home,
+                                                                         code))
+            for where, code in trees.items() for label, home in homes.items()}, runs)
     rows = [(f"agentcli chat, start to prompt, {label} (median of {runs})",
              f"{ms(sample[0])} wall; {ms(sample[1])} CPU of the whole chat process to its "
              "exit, the servers it stopped included")
             for label, sample in found.items()]
-    none, slow_ = found.values()
-    rows.append(("difference", f"{(slow_[0] - none[0]) * 1000:+.0f} ms wall"))
+    for where in trees:
+        none, slow_ = (found[f"{where}{label}"] for label in homes)
+        rows.append((f"{where}two slow servers minus none",
+                     f"{(slow_[0] - none[0]) * 1000:+.0f} ms wall"))
     return rows
 
 
 def loaded(part: Callable[..., list[tuple[str, str]]]) -> Callable[..., list[tuple[str, str]]]:
     """``part`` with the machine's load average before and after it as a last row."""
-    def measured(*args: int) -> list[tuple[str, str]]:
+    def measured(*args: object) -> list[tuple[str, str]]:
         before = os.getloadavg()[0]
         rows = part(*args)
         return [*rows, ("load average (1 min) before / after", f"{before:.1f} / "
@@ -423,9 +458,10 @@ def main() -> list[tuple[str, str]]:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    runs = int(args[args.index("--runs") + 1]) if "--runs" in args else None
     chosen = [a for a in args if a in PARTS] or list(PARTS)
     for part in chosen:
         print(f"## {part}")
-        for name, value in PARTS[part](runs) if runs else PARTS[part]():  # type: ignore[operator]
+        extra = ([Path(args[args.index("--tree") + 1]).resolve()]
+                 if part == "chat" and "--tree" in args else [])
+        for name, value in PARTS[part](*extra):
             print(f"| {name} | {value} |")
