@@ -440,9 +440,9 @@ def chat(runs: int = 5, tree: Path | None = None) -> list[tuple[str, str]]:
 
 def loaded(part: Callable[..., list[tuple[str, str]]]) -> Callable[..., list[tuple[str, str]]]:
     """``part`` with the machine's load average before and after it as a last row."""
-    def measured(*args: object) -> list[tuple[str, str]]:
+    def measured(*args: object, **kwargs: object) -> list[tuple[str, str]]:
         before = os.getloadavg()[0]
-        rows = part(*args)
+        rows = part(*args, **kwargs)
         return [*rows, ("load average (1 min) before / after", f"{before:.1f} / "
                                                              f"{os.getloadavg()[0]:.1f}")]
     return measured
@@ -461,7 +461,7 @@ if __name__ == "__main__":
     chosen = [a for a in args if a in PARTS] or list(PARTS)
     for part in chosen:
         print(f"## {part}")
-        extra = ([Path(args[args.index("--tree") + 1]).resolve()]
-                 if part == "chat" and "--tree" in args else [])
-        for name, value in PARTS[part](*extra):
+        extra = ({"tree": Path(args[args.index("--tree") + 1]).resolve()}
+                 if part == "chat" and "--tree" in args else {})
+        for name, value in PARTS[part](**extra):
             print(f"| {name} | {value} |")
