@@ -138,16 +138,20 @@ def pair(sample: Sample) -> str:
 @contextmanager
 def running_server(state: Path) -> Iterator[object]:
     """The normal test server, started by agentcli's own lifecycle code."""
+    saved = os.environ.get("XDG_STATE_HOME")
     os.environ["XDG_STATE_HOME"] = str(state)  # server logs and the audit log go here
     from agentcli.config import McpServer
     from agentcli.mcp.lifecycle import start_servers, stop_servers
 
-    manager = start_servers({"files": McpServer(command=sys.executable,
-                                                args=[str(SERVERS / "normal.py")])})
     try:
-        yield manager
+        yield start_servers({"files": McpServer(command=sys.executable,
+                                                args=[str(SERVERS / "normal.py")])})
     finally:
         stop_servers()
+        if saved is None:
+            del os.environ["XDG_STATE_HOME"]
+        else:
+            os.environ["XDG_STATE_HOME"] = saved
 
 
 def in_process_calls(runs: int) -> dict[str, Sample]:
