@@ -243,3 +243,50 @@ def test_a_run_sends_the_readable_page_to_the_model(cli, server, run_args, srv, 
     assert "\n\n# Why the Night Trains Came Back\n" in sent["content"]
     assert "[... cut at 500 characters" in sent["content"]
     assert "Accept all" not in sent["content"]
+
+
+# --- hostile pages -------------------------------------------------------------------------
+
+def test_a_tag_with_a_huge_number_of_attributes_is_read_quickly():
+    # the parser compares each attribute with all before it: 100,000 take minutes
+    attrs = " ".join(f'data-a{i}="{i}"' for i in range(100_000))
+    quoted = " ".join(f'a{i}="<>"' for i in range(50_000))  # quotes hide < and >
+    started = time.monotonic()
+    for html in (f"<title>T</title><p {attrs}>kept text</p><a href='/x'>link</a>",
+                 f"<title>T</title><p {quoted}>kept text</p><a href='/x'>link</a>"):
+        page = html_to_markdown(html, "http://e.example/")
+        assert page.title == "T" and "kept text" in page.text
+        assert "[link](http://e.example/x)" in page.text  # short tags keep their attributes
+    assert time.monotonic() - started < 8
+    unclosed = html_to_markdown("<p>before</p><p " + "a " * 100_000, "http://e.example/")
+    assert unclosed.text.startswith("before")
+
+
+@pytest.mark.parametrize("charset", ["rot13", "zlib", "unicode_escape", "raw_unicode_escape",
+                                     "utf-7", "cp037", "idna", "no-such-charset"])
+def test_a_charset_that_is_no_web_text_encoding_is_read_as_utf_8(srv, charset):
+    kind = f"text/html;charset={charset}"
+    result = page(srv, "article.html", kind)
+    assert "# Why the Night Trains Came Back" in result
+    assert decode_html(b"<p>a\\u001b[2J +ADw-b+AD4-</p>", charset) == (
+        "<p>a\\u001b[2J +ADw-b+AD4-</p>")  # not turned into ESC or a tag
+    assert decode_html(f'<meta charset="{charset}"><p>\\x41</p>'.encode(), None).endswith(
+        "<p>\\x41</p>")
+    http_get = {t.name: t for t in http_tools(HttpSettings(
+        allow_hosts=[f"127.0.0.1:{srv.port}"], timeout=5.0))}["http_get"]
+    raw = http_get(**http_get.validate({"url": srv.url(
+        f"/page?name=article.html&type=text/plain;charset={charset}")}))
+    assert "Why the Night Trains Came Back" in raw
+
+
+def test_escapes_in_a_page_title_and_text_are_visible_in_the_result_line():
+    from agentcli.events import ToolRecord
+    from agentcli.ui.render import tool_result_line
+
+    page = html_to_markdown("<title>\x1b]0;pwned\x07 \u202eevil</title><p>a\x1b[2Jb</p>",
+                            "http://e.example/")
+    result = f"title: {page.title}\n\n{page.text}"
+    line = tool_result_line(ToolRecord(id="c1", name="web_fetch", arguments={"url": "http://e.example/"},
+                                       result=result, status="ok", duration_ms=1)).plain
+    assert "\x1b" not in line and "\u202e" not in line and "\x07" not in line
+    assert "\\u001b]0;pwned\\u0007 \\u202eevil" in line and "a\\u001b[2Jb" in line

@@ -62,6 +62,12 @@ _DROP_WORDS = frozenset({"cookie", "cookies", "consent", "gdpr", "newsletter", "
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _BLOCKS = frozenset({"p", "div", "ul", "ol", "table", "pre", "blockquote", "section", "dl"})
 _WORD = re.compile(r"[a-z]+")
+MAX_TAG = 2_000
+"""The longest start tag (name and attributes) kept as written. lxml's parser checks
+each attribute against all before it, so one tag with 100,000 attributes takes
+minutes; longer tags keep their name and lose their attributes before parsing."""
+_TAG_TOKENS = re.compile(r"<[A-Za-z]|[>\"']")
+_TAG_NAME = re.compile(r"<[A-Za-z][^\s/>\"'=<]{0,100}")
 
 
 def render(response: httpx2.Response, body: Body, max_chars: int, cap: int) -> str:
@@ -145,18 +151,30 @@ def _other(body: Body, mime: str, charset: str | None, size: str) -> str:
 
 # --- HTML ---------------------------------------------------------------------------------
 
+_ASCII_PROBE = b"<p class='a+b-c'>\\x41 \\u0041 &amp; +AD4- z</p>"
+
+
 def _codec(label: str | bytes | None) -> str | None:
-    """The Python codec for a charset label, or None if unknown. Latin-1 and ASCII
-    labels mean Windows-1252, as browsers read them."""
+    """The Python codec for a charset label, or None if it names no text encoding
+    that reads ASCII as ASCII (``rot13``, ``zlib``, ``unicode_escape``, UTF-7, EBCDIC
+    and other labels a page must not choose). Latin-1 and ASCII labels mean
+    Windows-1252, as browsers read them."""
     if isinstance(label, bytes):
         label = label.decode("ascii", "replace")
     if not label:
         return None
     try:
-        name = codecs.lookup(label.strip()).name
-    except LookupError:
+        info = codecs.lookup(label.strip())
+        fits = info._is_text_encoding and \
+            _ASCII_PROBE.decode(info.name, "replace") == _ASCII_PROBE.decode("ascii")
+    except (LookupError, UnicodeError, ValueError):
         return None
-    return "cp1252" if name in ("latin-1", "iso8859-1", "ascii") else name
+    if not fits:
+        return None
+    return "cp1252" if info.name in ("latin-1", "iso8859-1", "ascii") else info.name
+
+
+charset_codec = _codec
 
 
 def decode_html(data: bytes, header_charset: str | None) -> str:
@@ -200,7 +218,8 @@ def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
 
     parser = lxml.html.HTMLParser(encoding="utf-8")
     try:
-        doc = lxml.html.document_fromstring(html.encode("utf-8", "replace"), parser=parser)
+        doc = lxml.html.document_fromstring(_short_tags(html).encode("utf-8", "replace"),
+                                            parser=parser)
     except (lxml.etree.ParserError, ValueError):  # empty, or nothing but a comment
         return Page(None, "")
     problem = None
@@ -228,6 +247,40 @@ def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
     except RecursionError:  # nesting too deep for the converter: the plain text
         text = _SPACES.sub(" ", chosen.text_content()).strip()
     return Page(title, text, omitted, problem)
+
+
+def _short_tags(html: str) -> str:
+    """``html`` with the attributes of every start tag longer than ``MAX_TAG`` removed.
+
+    One pass over the tag delimiters: a quote inside a tag runs to the same quote,
+    wherever it stands, so a tag is never judged shorter than the parser reads it.
+    A tag left open at the end runs to the end.
+    """
+    spans: list[tuple[int, int]] = []
+    start, quote = -1, ""
+    for token in _TAG_TOKENS.finditer(html):
+        char, at = token.group()[0], token.start()
+        if quote:
+            quote = "" if char == quote else quote
+        elif start < 0:
+            start = at if char == "<" else -1
+        elif char in "\"'":
+            quote = char
+        elif char == ">":
+            if at - start > MAX_TAG:
+                spans.append((start, at))
+            start = -1
+    if start >= 0 and len(html) - start > MAX_TAG:
+        spans.append((start, len(html)))
+    if not spans:
+        return html
+    pieces, done = [], 0
+    for begin, end in spans:
+        name = _TAG_NAME.match(html, begin)
+        pieces += [html[done:begin], name.group() if name else "<"]
+        done = end
+    pieces.append(html[done:])
+    return "".join(pieces)
 
 
 def _text_length(element: Any) -> int:
