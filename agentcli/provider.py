@@ -240,7 +240,7 @@ class ChatProvider:
     def _translate(self, exc: openai.APIError, request: dict[str, Any]) -> Exception:
         """Map an SDK error to ours; ``_Retry`` and ``_DropField`` steer the retry loop."""
         where = self._where()
-        detail = self._scrub(_message(exc))
+        detail = said(self._scrub(_message(exc)))
         if isinstance(exc, openai.APITimeoutError):
             return _Retry(ModelTimeout(f"no answer from {where} within "
                                        f"{self.settings.request_timeout:g} s"), 0)
@@ -314,6 +314,18 @@ def _usage(data: dict[str, Any]) -> Usage:
     return Usage(prompt_tokens=data.get("prompt_tokens") or 0,
                  completion_tokens=data.get("completion_tokens") or 0,
                  total_tokens=data.get("total_tokens") or 0)
+
+
+MAX_SAID = 1_000
+"""Most characters of a server's own error message quoted in ours."""
+
+
+def said(text: str, limit: int = MAX_SAID) -> str:
+    """A server's message as quoted in an error: cut to ``limit`` characters (a server
+    can send megabytes), saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
 def _message(exc: openai.APIError) -> str:

@@ -50,7 +50,16 @@ from .errors import (
     StreamError,
 )
 from .messages import Message, Usage
-from .provider import ChatProvider, Reply, _data, _DropField, _finalise, _Retry, _ServerError
+from .provider import (
+    ChatProvider,
+    Reply,
+    _data,
+    _DropField,
+    _finalise,
+    _Retry,
+    _ServerError,
+    said,
+)
 
 UNSENT = ("temperature", "top_p", "seed")
 """Settings the Realtime API has no parameter for: when set, they are left out."""
@@ -305,7 +314,7 @@ class RealtimeProvider(ChatProvider):
                     error = data.get("error") or {}
                     self._drop_rejected(error, session)
                     detail = error.get("message") or error.get("code") or "unknown error"
-                    raise ModelError(f"{self._where()} reported an error: {self._scrub(detail)}")
+                    raise ModelError(f"{self._where()} reported an error: {said(self._scrub(detail))}")
         finally:
             watch.stop()
         content = "".join(text)
@@ -333,14 +342,15 @@ class RealtimeProvider(ChatProvider):
         reason = details.get("reason")
         if status == "failed":
             error = details.get("error") or {}
-            detail = self._scrub(error.get("message") or error.get("code") or "no reason given")
+            detail = said(self._scrub(error.get("message") or error.get("code")
+                                      or "no reason given"))
             if "server_error" in (error.get("type"), error.get("code")):
                 # like a 5xx: tried again while no text was shown
                 raise _Retry(_ServerError(f"server error from {self._where()}: {detail}"), 0)
             raise ModelError(f"{self._where()} failed the response: {detail}")
         if status == "cancelled":
             raise ModelError(f"{self._where()} cancelled the response "
-                             f"({reason or 'no reason given'})")
+                             f"({said(reason or 'no reason given')})")
         if status == "incomplete" and reason == "max_output_tokens":
             reply.finish_reason = "length"
         elif status == "incomplete" and reason == "content_filter":
@@ -384,7 +394,7 @@ class RealtimeProvider(ChatProvider):
         """The HTTP answer that refused the WebSocket upgrade, as for Chat Completions."""
         where = self._where()
         status = exc.response.status_code
-        detail = self._scrub(_body_message(exc.response.body) or exc.response.reason_phrase)
+        detail = said(self._scrub(_body_message(exc.response.body) or exc.response.reason_phrase))
         if status in (401, 403):
             var = self.settings.api_key_env or "OPENAI_API_KEY"
             return AuthError(f"{where} refused the request ({status}): {detail.rstrip('.')}. "
