@@ -279,14 +279,48 @@ def test_a_charset_that_is_no_web_text_encoding_is_read_as_utf_8(srv, charset):
     assert "Why the Night Trains Came Back" in raw
 
 
+def test_control_characters_in_a_page_are_replaced_before_parsing():
+    controls = "".join(chr(c) for c in range(1, 32) if chr(c) not in "\t\n\r")
+    page = html_to_markdown(f"<title>a\x1b]0;pwned\x07</title><div><p>{controls}text</p>"
+                            f"<script>x()</script>{controls}\uffff tail</div>",
+                            "http://e.example/")
+    assert page.title == "a\ufffd]0;pwned\ufffd"
+    assert "text" in page.text and "tail" in page.text
+    assert not any(ch in page.text for ch in controls + "\uffff")
+
+
 def test_escapes_in_a_page_title_and_text_are_visible_in_the_result_line():
     from agentcli.events import ToolRecord
     from agentcli.ui.render import tool_result_line
 
-    page = html_to_markdown("<title>\x1b]0;pwned\x07 \u202eevil</title><p>a\x1b[2Jb</p>",
+    page = html_to_markdown("<title>\u2066pwned\u2069 \u202eevil</title><p>a\u200bb</p>",
                             "http://e.example/")
-    result = f"title: {page.title}\n\n{page.text}"
+    result = f"title: {page.title}\n\n{page.text}\n\x1b[2J\x1b]0;x\x07"  # as http_get has it
     line = tool_result_line(ToolRecord(id="c1", name="web_fetch", arguments={"url": "http://e.example/"},
                                        result=result, status="ok", duration_ms=1)).plain
-    assert "\x1b" not in line and "\u202e" not in line and "\x07" not in line
-    assert "\\u001b]0;pwned\\u0007 \\u202eevil" in line and "a\\u001b[2Jb" in line
+    assert not any(ch in line for ch in "\x1b\x07\u202e\u2066\u2069\u200b")
+    assert "\\u2066pwned\\u2069 \\u202eevil" in line and "a\\u200bb" in line
+    assert "\\u001b[2J\\u001b]0;x\\u0007" in line
+
+
+def test_a_binary_body_labelled_as_html_is_named_not_parsed(srv):
+    import httpx2
+    from http_server import PNG
+
+    from agentcli.tools.http import Body
+    from agentcli.tools.webpage import render
+
+    size = (PAGES / "report.pdf").stat().st_size
+    assert content(page(srv, "report.pdf", "text/html")).startswith(
+        f"[a PDF document, {size} bytes;")
+    for data, kind in ((PNG, "text/html"), (bytes(range(256)) * 100, "application/xhtml+xml"),
+                       (b"\x00\x01garbage" * 1000, "")):
+        response = httpx2.Response(200, headers={"content-type": kind} if kind else {},
+                                   content=data, request=httpx2.Request("GET", "http://e.example/"))
+        shown = content(render(response, Body(data), 20_000, 1_000_000))
+        assert shown.startswith("[binary content (") and shown.endswith(" bytes; not shown]")
+    utf16 = "\ufeff<title>Wide</title><p>wide text</p>".encode("utf-16-le")
+    response = httpx2.Response(200, headers={"content-type": "text/html"}, content=utf16,
+                               request=httpx2.Request("GET", "http://e.example/"))
+    assert "wide text" in render(response, Body(utf16), 20_000, 1_000_000)
+

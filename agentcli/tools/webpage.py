@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,9 @@ MAX_TAG = 2_000
 """The longest start tag (name and attributes) kept as written. lxml's parser checks
 each attribute against all before it, so one tag with 100,000 attributes takes
 minutes; longer tags keep their name and lose their attributes before parsing."""
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+"""Characters lxml cannot hold in a tree: kept, an edit of the tree (dropping a
+script next to them) fails; they become U+FFFD before parsing."""
 _TAG_TOKENS = re.compile(r"<[A-Za-z]|[>\"']")
 _TAG_NAME = re.compile(r"<[A-Za-z][^\s/>\"'=<]{0,100}")
 
@@ -83,7 +87,8 @@ def render(response: httpx2.Response, body: Body, max_chars: int, cap: int) -> s
                 "does not decode; nothing to show]")
     elif not body.data:
         text = "(empty body)"
-    elif mime in HTML_TYPES or (not mime and _looks_like_html(body.data)):
+    elif (mime in HTML_TYPES or (not mime and _looks_like_html(body.data))) \
+            and not _binary(body.data):
         page = html_to_markdown(decode_html(body.data, response.charset_encoding),
                                 str(response.url), max_chars)
         if page.title:
@@ -124,6 +129,15 @@ def _notes(body: Body, cap: int) -> list[str]:
     if body.problem:
         notes.append(f"[... {body.problem}]")
     return notes
+
+
+def _binary(data: bytes) -> bool:
+    """Whether a body labelled as HTML is not text at all (an image, a PDF, an archive
+    served as text/html): a PDF's signature, or NUL bytes without a UTF-16 BOM."""
+    if data.startswith(b"%PDF-"):
+        return True
+    return b"\x00" in data[:4096] and not data.startswith((codecs.BOM_UTF16_LE,
+                                                          codecs.BOM_UTF16_BE))
 
 
 def _looks_like_html(data: bytes) -> bool:
@@ -218,8 +232,8 @@ def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
 
     parser = lxml.html.HTMLParser(encoding="utf-8")
     try:
-        doc = lxml.html.document_fromstring(_short_tags(html).encode("utf-8", "replace"),
-                                            parser=parser)
+        doc = lxml.html.document_fromstring(
+            _short_tags(_NOT_XML.sub("\ufffd", html)).encode("utf-8", "replace"), parser=parser)
     except (lxml.etree.ParserError, ValueError):  # empty, or nothing but a comment
         return Page(None, "")
     problem = None
@@ -370,6 +384,9 @@ def _main_content(doc: Any) -> Any:
 
     if sum(1 for _ in doc.iter()) > MAX_SCORED:
         return None
+    # readability logs its failures with a traceback; a page it cannot score is
+    # simply shown whole (the logger would print to stderr, mid-answer)
+    logging.getLogger("readability.readability").disabled = True
     try:
         summary = Document(doc).summary(html_partial=True)
         return lxml.html.document_fromstring(summary).find("body")
