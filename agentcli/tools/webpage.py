@@ -70,7 +70,7 @@ minutes; longer tags keep their name and lose their attributes before parsing.""
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 """Characters lxml cannot hold in a tree: kept, an edit of the tree (dropping a
 script next to them) fails; they become U+FFFD before parsing."""
-_TAG_TOKENS = re.compile(r"<[A-Za-z]|[>\"']")
+_START_TAG = re.compile(r"""<[A-Za-z](?:[^>"']++|"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z))*+(?:>|\Z)""")
 _TAG_NAME = re.compile(r"<[A-Za-z][^\s/>\"'=<]{0,100}")
 
 
@@ -266,33 +266,18 @@ def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
 def _short_tags(html: str) -> str:
     """``html`` with the attributes of every start tag longer than ``MAX_TAG`` removed.
 
-    One pass over the tag delimiters: a quote inside a tag runs to the same quote,
-    wherever it stands, so a tag is never judged shorter than the parser reads it.
-    A tag left open at the end runs to the end.
+    A quote inside a tag runs to the same quote, wherever it stands, so a tag is
+    never judged shorter than the parser reads it; a tag or quote left open runs to
+    the end. Every match succeeds, so the scan is linear.
     """
-    spans: list[tuple[int, int]] = []
-    start, quote = -1, ""
-    for token in _TAG_TOKENS.finditer(html):
-        char, at = token.group()[0], token.start()
-        if quote:
-            quote = "" if char == quote else quote
-        elif start < 0:
-            start = at if char == "<" else -1
-        elif char in "\"'":
-            quote = char
-        elif char == ">":
-            if at - start > MAX_TAG:
-                spans.append((start, at))
-            start = -1
-    if start >= 0 and len(html) - start > MAX_TAG:
-        spans.append((start, len(html)))
-    if not spans:
-        return html
     pieces, done = [], 0
-    for begin, end in spans:
-        name = _TAG_NAME.match(html, begin)
-        pieces += [html[done:begin], name.group() if name else "<"]
-        done = end
+    for tag in _START_TAG.finditer(html):
+        if tag.end() - tag.start() > MAX_TAG:
+            name = _TAG_NAME.match(html, tag.start())
+            pieces += [html[done:tag.start()], name.group() if name else "<"]
+            done = tag.end() - 1 if tag.group().endswith(">") else tag.end()
+    if not pieces:
+        return html
     pieces.append(html[done:])
     return "".join(pieces)
 
