@@ -594,3 +594,24 @@ def test_a_batch_with_a_status_the_api_never_sends_stops_with_a_clear_error(here
     resumed = here(*batch_args(api, tasks, out))
     assert resumed.code == 0, resumed.stderr
     assert [line["answer"] for line in results(out).values()] == ["hi"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "directory", "deep"])
+def test_a_state_file_that_cannot_be_one_is_a_clear_error(here, api, tmp_path, kind):
+    tasks = write_tasks(tmp_path / "in.jsonl", "hello")
+    out = tmp_path / "out.jsonl"
+    state = tmp_path / "out.jsonl.state"
+    if kind == "fifo":
+        os.mkfifo(state)  # reading it would wait for a writer for ever
+    elif kind == "zero":
+        state.symlink_to("/dev/zero")  # reading it would never end
+    elif kind == "directory":
+        state.mkdir()
+    else:
+        state.write_text('{"version": 1, "endpoint": "/v1/chat/completions", "tasks": {"a": '
+                         '{"id": "a", "model": "m", "messages": [], "choice": '
+                         + "[" * 50_000 + "]" * 50_000 + "}}}")
+    result = here(*batch_args(api, tasks, out))
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert str(state) in result.stderr and api.created == []
+    assert state.exists() or state.is_symlink()  # left in place
