@@ -324,3 +324,15 @@ def test_a_binary_body_labelled_as_html_is_named_not_parsed(srv):
                                request=httpx2.Request("GET", "http://e.example/"))
     assert "wide text" in render(response, Body(utf16), 20_000, 1_000_000)
 
+
+
+def test_a_redirect_loop_with_huge_locations_is_one_short_error(srv):
+    import urllib.parse
+
+    url = "/text"
+    for _ in range(7):  # more hops than allowed, each Location longer than the last
+        url = f"/redirect?to={urllib.parse.quote(url, safe='')}&pad={'x' * 300}"
+    tool = web_fetch(srv)
+    with pytest.raises(ToolError, match="too many redirects: more than 5") as caught:
+        tool(**tool.validate({"url": srv.url(url)}))
+    assert len(str(caught.value)) < 300 and "characters)" in str(caught.value)

@@ -169,7 +169,7 @@ class Fetch:
             response.close()
             if hop == MAX_REDIRECTS:
                 raise HttpFailed(f"too many redirects: more than {MAX_REDIRECTS} "
-                                 f"(the last one pointed to {location})")
+                                 f"(the last one pointed to {clip(location)})")
             request = next_request(client, request, response.status_code, location, policy)
         raise AssertionError("unreachable")
 
