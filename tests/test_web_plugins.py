@@ -394,3 +394,9 @@ def test_a_server_that_drips_its_answer_is_cut_by_an_overall_deadline(apis, monk
         with pytest.raises(ToolError, match=r"did not answer within 0\.5 s"):
             call(tool, **arguments)
         assert time.monotonic() - started < 3  # each read came in time: 10 s without the cut
+
+
+def test_search_and_map_results_mark_the_conversation_as_holding_outside_text():
+    loaded = {**load("web_search.py"), **load("geocode.py")}
+    assert {name: t.untrusted_output for name, t in loaded.items()} == {
+        "web_search": True, "geocode": True, "reverse_geocode": True}
