@@ -445,6 +445,7 @@ def test_a_hostile_client_gets_errors_and_the_server_keeps_serving(home, tmp_pat
         '{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": '
         '"calculator", "arguments": {"expression": NaN}}}',
         json.dumps({"jsonrpc": "2.0", "id": 8, "method": "no/such/method"}),
+        call(11, "calculator", {"expression": json.loads("[" * 150 + "]" * 150)}),  # too deep
         call(9, "calculator", {"expression": "6*7"}),
     ]
     proc = subprocess.Popen([*AGENTCLI, "mcp", "serve", "--tools-dir", str(tools), "--allow",
@@ -461,6 +462,7 @@ def test_a_hostile_client_gets_errors_and_the_server_keeps_serving(home, tmp_pat
         replies[reply["id"]] = reply
     assert replies[2]["error"]["code"] == -32602  # invalid params, from the SDK
     assert replies[8]["error"]["code"] == -32601
+    assert replies[11]["error"]["code"] == -32602  # answered, not dropped: the client waits
 
     def said(number: int) -> str:
         result = replies[number]["result"]
@@ -480,4 +482,6 @@ def test_a_hostile_client_gets_errors_and_the_server_keeps_serving(home, tmp_pat
     proc.stdin.close()
     proc.stdout.close()
     assert proc.wait(timeout=30) == 0
-    assert "Traceback" not in proc.stderr.read().decode()
+    stderr = proc.stderr.read().decode()
+    assert "Traceback" not in stderr
+    assert "the request 11 (tools/call) is nested deeper than 100 levels" in stderr
