@@ -161,13 +161,9 @@ def test_a_rejected_entry_never_repeats_its_values(tmp_path):
 def test_hostile_import_files_are_one_warning_each_and_the_rest_load(tmp_path):
     import os
 
-    deep: list = []
-    inner = deep
-    for _ in range(950):  # parses, but deeper than any walk may go
-        inner.append([])
-        inner = inner[0]
+    deep = "[" * 950 + "]" * 950  # parses, but deeper than any walk may go
     hostile = {
-        "deep.json": {"mcpServers": {"deep": {"command": "x", "args": deep}}},
+        "deep.json": ('{"mcpServers": {"deep": {"command": "x", "args": ' + deep + "}}}").encode(),
         "latin1.json": '{"mcpServers": {"caf\xe9": {"command": "x"}}}'.encode("latin-1"),
         "huge.json": b" " * 1_000_001,
     }
@@ -187,7 +183,8 @@ def test_hostile_import_files_are_one_warning_each_and_the_rest_load(tmp_path):
         *map(str, paths), str(fifo), str(link), str(tmp_path), str(names)]}}),
         cwd=tmp_path, trusted=False)
     assert list(found.servers) == ["n" * 64, "ok"]  # a long name is cut, as any name is
-    expected = ["nested deeper than 64 levels", "cannot read", "larger than 1,000,000 bytes",
+    # "nested deeper than 64 levels", or "nested too deeply" where the parser itself gives up
+    expected = ["nested", "cannot read", "larger than 1,000,000 bytes",
                 "not a regular file", "not a regular file", "not a regular file"]
     for path, warning, what in zip([*paths, fifo, link, tmp_path], found.warnings, expected,
                                    strict=False):
