@@ -455,7 +455,7 @@ def test_a_hostile_client_gets_errors_and_the_server_keeps_serving(home, tmp_pat
     proc.stdin.write(b"".join(line.encode("utf-8", "surrogateescape") + b"\n" for line in lines))
     proc.stdin.flush()
     replies: dict[int, dict] = {}
-    while 9 not in replies:
+    while not {2, 3, 4, 5, 6, 7, 8, 9, 11} <= replies.keys():  # calls answer in any order
         line = proc.stdout.readline()
         assert line, proc.stderr.read().decode()
         reply = json.loads(line)
