@@ -11,24 +11,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import paths, trust
-from ..agent import DEFAULT_CONTEXT, Agent, Limits
-from ..audit import AuditLog
-from ..config import Loaded, Settings, load, untrusted_local_config
+from ..config import DEFAULT_CONTEXT, Loaded, Settings, load, untrusted_local_config
 from ..errors import AgentCLIError, ConfigError
-from ..events import ApprovalRequest, Approver, Decision, Event
-from ..hooks import from_config as hooks_from_config
 from ..policy import Rules, config_rules, read_policy
-from ..provider import ChatProvider
-from ..responses import ResponsesProvider
-from ..tools.builtins import builtin_tools
-from ..tools.http import http_tools
-from ..tools.loader import LoadReport, load_dir
-from ..tools.registry import ToolRegistry
 from ..ui.console import stderr_console
 from ..ui.safe_text import visible
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the SDK, the agent loop and the tools load when a command builds them
     from rich.console import Console
+
+    from ..agent import Agent
+    from ..audit import AuditLog
+    from ..events import ApprovalRequest, Approver, Decision, Event
+    from ..mcp.manager import McpManager
+    from ..tools.loader import LoadReport
+    from ..tools.registry import ToolRegistry
 
 
 @dataclass
@@ -112,8 +109,20 @@ def _named(directory: Path, named: list[Path]) -> bool:
 
 
 def build_registry(settings: Settings, opts: CommonOptions, console: Console,
-                   report: LoadReport | None = None) -> ToolRegistry:
-    """Built-ins plus every plugin; problems are reported on stderr and skipped."""
+                   report: LoadReport | None = None, *,
+                   mcp: McpManager | bool = True) -> ToolRegistry:
+    """Built-ins plus every plugin; problems are reported on stderr and skipped.
+
+    ``mcp``: True starts the configured MCP servers here and waits for them;
+    a manager from ``start_mcp`` (servers already starting) has their tools
+    added before the first request instead; False leaves MCP out.
+    """
+    from ..hooks import from_config as hooks_from_config
+    from ..tools.builtins import builtin_tools
+    from ..tools.http import http_tools
+    from ..tools.loader import LoadReport, load_dir
+    from ..tools.registry import ToolRegistry
+
     registry = ToolRegistry(settings.tools.policy)
     if opts.no_tools:
         return registry
@@ -124,13 +133,33 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
         load_dir(directory, report, timeout=settings.tools.timeout)
     registry.extend(report.tools)
     registry.hooks = hooks_from_config(settings.hooks) + report.hooks
-    add_mcp_tools(settings, registry, console)
+    if mcp is not False:
+        add_mcp_tools(settings, registry, console, None if mcp is True else mcp)
     for line in [str(e) for e in report.errors] + report.output + registry.warnings:
         console.print(f"agentcli: {visible(line)}")
     return registry
 
 
-def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console) -> None:
+def mcp_servers(settings: Settings, opts: CommonOptions) -> dict[str, Any]:
+    """The enabled MCP servers (none under ``--no-tools``)."""
+    if opts.no_tools:
+        return {}
+    return {name: cfg for name, cfg in settings.mcp.servers.items() if cfg.enabled}
+
+
+def start_mcp(settings: Settings, opts: CommonOptions) -> McpManager | None:
+    """Start the enabled MCP servers without waiting for them (None when there are none);
+    ``build_registry(..., mcp=manager)`` then adds their tools before the first request."""
+    servers = mcp_servers(settings, opts)
+    if not servers:
+        return None
+    from ..mcp.lifecycle import start_servers
+
+    return start_servers(servers, wait=False)
+
+
+def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console,
+                  manager: McpManager | None = None) -> None:
     """The tools of the configured MCP servers (started here, stopped at exit).
 
     The ``mcp`` SDK is imported only when a server is enabled.
@@ -140,7 +169,8 @@ def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console) 
         return
     from ..mcp.lifecycle import add_tools
 
-    add_tools(registry, servers, lambda line: console.print(f"agentcli: {visible(line)}"))
+    add_tools(registry, servers, lambda line: console.print(f"agentcli: {visible(line)}"),
+              manager=manager)
 
 
 def tool_choice(value: str | None, registry: ToolRegistry) -> Any:
@@ -156,6 +186,10 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
                 on_event: Callable[[Event], None], notice: Callable[[str], None],
                 stream: bool = True, verbose: bool = False, rules: Rules | None = None) -> Agent:
     """The agent loop with its provider, limits, guards and audit log, as configured."""
+    from ..agent import Agent, Limits
+    from ..provider import ChatProvider
+    from ..responses import ResponsesProvider
+
     api_key = settings.api_key()
     kind = ResponsesProvider if settings.api == "responses" else ChatProvider
     debug = (lambda text: notice(f"debug: {text}")) if verbose else None
@@ -183,6 +217,8 @@ def load_rules(opts: CommonOptions, loaded: Loaded) -> Rules:
 def audit_log(secrets: list[str]) -> AuditLog:
     """The audit log; if it cannot be written, one warning line on stderr (even with
     --quiet: calls going unlogged is worth knowing)."""
+    from ..audit import AuditLog
+
     console = stderr_console()
     return AuditLog(paths.audit_log(), secrets=secrets,
                     warn=lambda text: console.print(f"agentcli: {visible(text)}"))
@@ -198,6 +234,8 @@ def stdin_is_terminal() -> bool:
 
 def approve_all(request: ApprovalRequest) -> Decision:
     """``--yes``: every call that would ask is approved (no panel, so no rich)."""
+    from ..events import Decision
+
     return Decision(True)
 
 
