@@ -4,13 +4,17 @@ prompt once it is known (pexpect, a real pseudo-terminal)."""
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
-import pexpect
 import pytest
 from openai_server import text
+from rich.console import Console
 from test_chat import PROMPT, chat, plain  # noqa: F401  (fixture)
+
+from agentcli.commands.chat import ChatOptions, ChatSession
+from agentcli.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -70,10 +74,8 @@ def test_the_prompt_does_not_wait_for_plugins_and_keys_echo_while_one_imports(ch
     assert session.exit() == 0
 
 
-def test_a_tool_choice_naming_no_tool_stops_chat_before_the_prompt(chat):
-    session = chat("--tool-choice", "no_such_tool", wait=False)
-    before = session.expect(pexpect.EOF)
-    session.child.close()
-    assert session.child.exitstatus == 2  # a configuration error, as before the prompt came first
-    assert "--tool-choice no_such_tool: no such tool" in before
-    assert PROMPT not in before
+def test_a_tool_choice_naming_no_tool_is_an_error_before_the_prompt(home, server):
+    # a tool's name is checked against the tools, so they are loaded before the prompt
+    opts = ChatOptions(base_url=server.base_url, model="test-model", tool_choice="no_such_tool")
+    with pytest.raises(ConfigError, match="--tool-choice no_such_tool: no such tool"):
+        ChatSession.open(opts, Console(file=io.StringIO()))

@@ -86,6 +86,7 @@ def test_the_prompt_does_not_wait_for_a_slow_server_the_first_question_does(chat
     assert gone(marker)
 
 
+@pytest.mark.slow
 def test_leaving_while_a_server_is_starting_leaves_no_process(chat, server, home, tmp_path):
     marker = f"mcp-test-{uuid.uuid4().hex}"
     gate = tmp_path / "never"

@@ -157,6 +157,11 @@ class Notes:
                 return
         self.console.print(*objects, **options)
 
+    def __bool__(self) -> bool:
+        """Whether lines are waiting to be shown."""
+        with self._lock:
+            return bool(self._kept)
+
     def show(self, *, live: bool = False) -> None:
         """Print the lines kept so far; with ``live``, later lines are printed at once."""
         with self._lock:
@@ -256,7 +261,7 @@ class ChatSession:
 
     def _built(self) -> None:
         """What the build printed goes above the prompt at once (or before the next one)."""
-        if self._prompt is not None:
+        if self._prompt is not None and self.notes:
             self._prompt.print_above(self.notes.show)
 
     @property
