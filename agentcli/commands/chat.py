@@ -17,6 +17,7 @@ naming them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -198,7 +199,8 @@ class Startup:
             self._error = exc
         finally:
             self._done.set()
-        self._on_done()
+        with contextlib.suppress(Exception):  # only early: the lines show at the next prompt
+            self._on_done()
 
     @property
     def done(self) -> bool:
@@ -216,6 +218,14 @@ class Startup:
             raise self._error
         assert self._agent is not None
         return self._agent
+
+
+def _warm(provider: Any, api: str | None) -> None:
+    """Load the SDK's request code for ``api`` now rather than at the first request
+    (the SDK loads it on first use: 30-100 ms)."""
+    client: Any = getattr(provider, "client", None)
+    with contextlib.suppress(Exception):  # only a head start: the request loads it anyway
+        client.responses if api == "responses" else client.chat.completions  # noqa: B018
 
 
 class ChatSession:
@@ -256,7 +266,7 @@ class ChatSession:
         agent = build_agent(self.settings, registry, approve=approver, on_event=self._on_event,
                             notice=self.notice, verbose=self.opts.verbose, rules=self.rules)
         self.choice = tool_choice(self.opts.tool_choice, registry)
-        agent.provider.client.chat.completions  # noqa: B018  (loads the SDK's request code now)
+        _warm(agent.provider, self.settings.api)
         return agent
 
     def _built(self) -> None:
@@ -311,7 +321,8 @@ class ChatSession:
 
     @classmethod
     def open(cls, opts: ChatOptions, console: Console) -> ChatSession:
-        """Ask the trust question, load settings and tools, open or resume the conversation."""
+        """Ask the trust question, load the settings, open or resume the conversation
+        (the tools are loaded once the prompt is up)."""
         ask_trust(console, Path.cwd())
         loaded = load_settings(opts, console)
         rules = load_rules(opts, loaded)
