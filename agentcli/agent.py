@@ -29,7 +29,7 @@ from .executor import (
 )
 from .messages import Message
 from .policy import Rules
-from .provider import ChatProvider, Reply
+from .providers import Provider, Reply
 from .tools.registry import ToolRegistry
 
 __all__ = ["CANCELLED", "DEFAULT_CONTEXT", "UNATTENDED", "Agent", "Limits", "parse_arguments",
@@ -37,7 +37,7 @@ __all__ = ["CANCELLED", "DEFAULT_CONTEXT", "UNATTENDED", "Agent", "Limits", "par
 
 
 class Agent:
-    def __init__(self, provider: ChatProvider, registry: ToolRegistry, *, approve: Approver,
+    def __init__(self, provider: Provider, registry: ToolRegistry, *, approve: Approver,
                  on_event: Callable[[Event], None] = lambda _: None,
                  limits: Limits | None = None, stream: bool = True,
                  tool_settings: ToolSettings | None = None, audit: AuditLog | None = None,
@@ -136,7 +136,7 @@ class Agent:
                 "tools, or start a new conversation")
         check(fitted.messages)
         self._tell_fitted(fitted.dropped, fitted.shortened, window)
-        return [m.to_api() for m in fitted.messages]
+        return [m.to_api(images=self.provider.takes_images) for m in fitted.messages]
 
     def _tell_fitted(self, dropped: int, shortened: int, window: int) -> None:
         if dropped:

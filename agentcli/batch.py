@@ -24,7 +24,7 @@ from .conversation import Conversation
 from .errors import AgentCLIError, MaxStepsReached, SchemaMismatch
 from .events import ApprovalRequest, Decision, TurnResult
 from .policy import Rules
-from .provider import ChatProvider
+from .providers import Provider
 from .schema import AnswerSchema, request_format
 from .schema import answer as schema_answer
 from .tools.registry import ToolRegistry
@@ -59,15 +59,15 @@ class BackoffGate:
         self.wait()
 
 
-def gated(provider: ChatProvider, gate: BackoffGate) -> ChatProvider:
+def gated(provider: Provider, gate: BackoffGate) -> Provider:
     """``provider`` with every request passing the gate and every retry wait holding it."""
-    create = type(provider)._create
+    create = type(provider).create
 
     def gated_create(request: dict[str, Any]) -> Any:
         gate.wait()
         return create(provider, request)
-    provider._sleep = gate.sleep
-    provider._create = gated_create  # type: ignore[method-assign]
+    provider.sleep = gate.sleep
+    provider.create = gated_create  # type: ignore[method-assign]
     return provider
 
 
@@ -86,7 +86,7 @@ class DenyAsking:
 class TaskRunner:
     """Runs one task to a result line, with everything the tasks share."""
 
-    provider: ChatProvider
+    provider: Provider
     registry: ToolRegistry
     approve: Any
     limits: Limits

@@ -114,6 +114,7 @@ def batch(input_file: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help
           prompt: Annotated[str | None, typer.Option("--prompt", metavar="TEMPLATE", help="Query template; {name} is filled from each line's vars.")] = None,
           parallel: Annotated[int, typer.Option("--parallel", metavar="N", min=1, help="Tasks run at once (default 4).")] = 4,
           schema: Schema = None,
+          backend: Annotated[str, typer.Option("--backend", metavar="NAME", help="local (default): run the tasks here; openai-batch: send each step of all tasks as one OpenAI Batch API job (needs -o).")] = "local",
           model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
           config: ConfigFile = None, tools_dir: ToolsDir = None, no_tools: NoTools = False,
           yes: Yes = False, tool_choice: ToolChoice = None, max_steps: MaxSteps = None,
@@ -126,7 +127,8 @@ def batch(input_file: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help
                         tools_dirs=tools_dir or [], no_tools=no_tools, yes=yes,
                         tool_choice=tool_choice, max_steps=max_steps, system=system,
                         verbose=verbose, quiet=quiet, input=input_file, output=output,
-                        prompt=prompt, parallel=parallel, schema=schema, policy=policy)
+                        prompt=prompt, parallel=parallel, schema=schema, policy=policy,
+                        backend=backend)
     raise typer.Exit(batch_command(opts))
 
 
@@ -252,6 +254,20 @@ def chat(session_id: Annotated[str | None, typer.Argument(metavar="ID", help="Th
     raise typer.Exit(chat_command(opts))
 
 
+@app.command()
+def doctor(model: Model = None, base_url: BaseUrl = None, profile: Profile = None,
+           config: ConfigFile = None, verbose: Verbose = False, quiet: Quiet = False,
+           json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+           timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=0.1, max=600, show_default=False, help="Limit for each probe request (default 20).")] = 20.0) -> None:
+    """Probe a server with a few small requests: what it supports, how it deviates, and what
+    agentcli does about it. Exit 0 when tool calls work, 1 otherwise."""
+    from .commands.doctor import DoctorOptions, doctor_command
+
+    opts = DoctorOptions(model=model, base_url=base_url, profile=profile, config=config,
+                         verbose=verbose, quiet=quiet, json=json_out, timeout=timeout)
+    raise typer.Exit(doctor_command(opts))
+
+
 mcp_app = typer.Typer(no_args_is_help=True, help="MCP servers whose tools agentcli offers.")
 app.add_typer(mcp_app, name="mcp")
 
@@ -265,6 +281,20 @@ def mcp_list(as_json: JsonFlag = False, config: ConfigFile = None, profile: Prof
 
     raise typer.Exit(list_servers(CommonOptions(config=config, profile=profile, verbose=verbose),
                                   as_json))
+
+
+@mcp_app.command("serve")
+def mcp_serve(allow: Annotated[list[str] | None, typer.Option("--allow", metavar="NAME", help="Serve this tool although it asks for approval and the client cannot be asked; its calls run without asking (repeatable).")] = None,
+              config: ConfigFile = None, profile: Profile = None, tools_dir: ToolsDir = None,
+              no_tools: NoTools = False, policy: PolicyFile = None,
+              verbose: Verbose = False, quiet: Quiet = False) -> None:
+    """Serve agentcli's built-in and plugin tools to an MCP client over stdio."""
+    from .commands.common import CommonOptions
+    from .commands.mcp_cmd import serve_tools
+
+    opts = CommonOptions(config=config, profile=profile, tools_dirs=tools_dir or [],
+                         no_tools=no_tools, policy=policy, verbose=verbose, quiet=quiet)
+    raise typer.Exit(serve_tools(opts, allow or []))
 
 
 sessions_app = typer.Typer(no_args_is_help=True, help="List, show, remove and export saved sessions.")

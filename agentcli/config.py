@@ -68,7 +68,7 @@ class ModelParams(_Strict):
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None
-    api: Literal["chat", "responses"] | None = None
+    api: Literal["chat", "responses", "realtime"] | None = None
     fallback_model: str | None = None
     temperature: float | None = Field(default=None, strict=True, ge=0, le=2)
     top_p: float | None = Field(default=None, strict=True, ge=0, le=1)
@@ -196,7 +196,11 @@ class McpServer(_Strict):
 
 
 class McpSettings(_Strict):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, serialize_by_alias=True)
+
     servers: dict[str, McpServer] = {}
+    import_: list[str] = Field(default=[], alias="import")
+    """``mcpServers`` JSON files to read servers from (Claude Desktop, Cursor, .mcp.json)."""
 
     @field_validator("servers")
     @classmethod
@@ -224,7 +228,7 @@ class Settings(ModelParams):
 
     profile: str | None = None
     api_key_env: str | None = "OPENAI_API_KEY"
-    api: Literal["chat", "responses"] | None = "chat"
+    api: Literal["chat", "responses", "realtime"] | None = "chat"
     context_window: int | None = Field(default=DEFAULT_CONTEXT, strict=True, gt=0, le=TOKENS)
     request_timeout: float = _seconds(120.0)
     max_retries: int = Field(default=2, strict=True, ge=0, le=10)

@@ -44,6 +44,7 @@ class ToolRecord:
     rule: str | None = None  # the policy rule (file:line) that decided, if one did
     scope: str | None = None  # the tool's approval scope for these arguments
     hook: str | None = None  # the hook that denied or changed the call, if one did
+    images: list[dict[str, str]] = field(default_factory=list)  # {"mime_type", "data"}
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments,

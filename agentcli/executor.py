@@ -221,7 +221,9 @@ class ToolExecutor:
         for call, record, outcome in zip(calls, records, outcomes, strict=False):
             outcome = outcome or Outcome("cancelled", missing)
             record.status, record.result = outcome.status, outcome.result
-            conv.add(Message(role="tool", tool_call_id=call.id, content=_tool_message(record)))
+            record.images = outcome.images if outcome.status == "ok" else []
+            conv.add(Message(role="tool", tool_call_id=call.id, content=_tool_message(record),
+                             images=record.images))
             self._note_outside(record)
             if self.audit is not None:
                 self.audit.write(record, session=conv.id)
@@ -282,7 +284,7 @@ class ToolExecutor:
                            result=f"denied by the hook {hook.name}: {answer.deny}")
         if text is not None:
             record.hook = hook.name
-            return replace(outcome, result=text)
+            return replace(outcome, result=text, images=[])  # what the model sees is the hook's
         return outcome
 
     def _note_outside(self, record: ToolRecord) -> None:

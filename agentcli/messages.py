@@ -34,9 +34,12 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     interrupted: bool = False
+    images: list[dict[str, str]] = Field(default_factory=list)
+    """A tool result's images (``{"mime_type", "data"}``, base64); its text has a line for each."""
 
-    def to_api(self) -> dict[str, Any]:
-        """The message as the Chat Completions API wants it (no nulls, no extras)."""
+    def to_api(self, *, images: bool = False) -> dict[str, Any]:
+        """The message as the Chat Completions API wants it (no nulls, no extras);
+        ``images``: a tool result keeps its images under "images" (for the Responses API)."""
         out: dict[str, Any] = {"role": self.role}
         if self.role == "assistant":
             out["content"] = self.content or ""
@@ -46,6 +49,8 @@ class Message(BaseModel):
             out["content"] = self.content or ""
         if self.role == "tool":
             out["tool_call_id"] = self.tool_call_id
+            if images and self.images:
+                out["images"] = self.images
         return out
 
 

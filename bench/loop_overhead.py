@@ -15,7 +15,7 @@ from agentcli.agent import Agent, Limits
 from agentcli.config import Settings
 from agentcli.conversation import Conversation
 from agentcli.events import Decision
-from agentcli.provider import ChatProvider
+from agentcli.providers import ChatProvider
 from agentcli.tools.builtins import builtin_tools
 from agentcli.tools.registry import ToolRegistry
 

@@ -18,6 +18,16 @@ from openai_server import OpenAIServer, openai_server  # noqa: F401  (fixture)
 AGENTCLI = [sys.executable, "-m", "agentcli"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Byte-compile the package once, as an install does: with PYTHONDONTWRITEBYTECODE set,
+    every process the tests start would otherwise compile it again from source."""
+    import compileall
+
+    import agentcli
+
+    compileall.compile_dir(str(Path(agentcli.__file__).parent), quiet=2)
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (at the moment of asking)."""
     with socket.socket() as s:

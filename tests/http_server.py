@@ -14,6 +14,8 @@ request it receives (method, path, headers, body) and serves fixed routes:
     /drip                        one byte every 0.2 s, 100 bytes in all
     /endless                     an endless close-delimited body
     /silent                      headers, then nothing for 10 s
+    /page?name=F&type=T          tests/pages/F as Content-Type T (text/html by default;
+                                 type=none sends no Content-Type)
 
 Responses are HTTP/1.0 style: the connection closes after each one.
 """
@@ -29,6 +31,7 @@ import urllib.parse
 import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
@@ -36,6 +39,7 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
        b"\x00\x00\x00\x00IEND\xaeB`\x82")
 TEXT = "hello from the loopback server"
 BOMB_SIZE = 10_000_000
+PAGES = Path(__file__).parent / "pages"
 
 
 @functools.cache
@@ -108,6 +112,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _r_json(self, seen: Seen, query: dict[str, str]) -> None:
         self._send(200, json.dumps({"ok": True, "query": query}).encode(), "application/json")
+
+    def _r_page(self, seen: Seen, query: dict[str, str]) -> None:
+        kind = query.get("type", "text/html")
+        self._send(200, (PAGES / Path(query["name"]).name).read_bytes(),
+                   None if kind == "none" else kind)
 
     def _r_png(self, seen: Seen, query: dict[str, str]) -> None:
         self._send(200, PNG, "image/png")

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -740,6 +740,12 @@ class OpenAIServer:
         models: Model ids served by ``GET /v1/models``.
         reject_fields: Top-level body keys answered with a 400 (no reply consumed).
         errors: Unexpected server-side exceptions (should stay empty).
+        model_extra: Extra fields added to every ``/v1/models`` entry (vLLM's
+            ``max_model_len``, llama.cpp's ``meta``...).
+        routes: Other paths (``/props``, ``/api/show``) answered, on GET or POST,
+            with this JSON; not recorded, no reply consumed.
+        responder: Called with each completion request that finds the queue
+            empty; the reply it returns is sent (None: the usual 500).
     """
 
     def __init__(self) -> None:
@@ -748,6 +754,9 @@ class OpenAIServer:
         self.models: list[str] = [DEFAULT_MODEL]
         self.reject_fields: set[str] = set()
         self.errors: list[BaseException] = []
+        self.model_extra: dict[str, Any] = {}
+        self.routes: dict[str, Any] = {}
+        self.responder: Callable[[Recorded], Reply | None] | None = None
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -833,8 +842,10 @@ class OpenAIServer:
         """Answer ``GET /v1/models`` and ``GET /v1/models/<id>``."""
         ex = _Exchange(handler, Recorded(_path(handler), Headers(), {}), self._stopping)
         path = ex.request.path.rstrip("/")
-        if path == "/v1/models":
-            ex.send_json(200, {"object": "list", "data": [_model(m) for m in self.models]})
+        if path in self.routes:
+            ex.send_json(200, self.routes[path])
+        elif path == "/v1/models":
+            ex.send_json(200, {"object": "list", "data": [_model(m) | self.model_extra for m in self.models]})
         elif path.startswith("/v1/models/") and path[len("/v1/models/"):] in self.models:
             ex.send_json(200, _model(path[len("/v1/models/"):]))
         else:
@@ -845,6 +856,9 @@ class OpenAIServer:
         path = _path(handler)
         body, problem = _read_body(handler)
         ex = _Exchange(handler, Recorded(path, _headers(handler), body), self._stopping)
+        if path in self.routes:
+            ex.send_json(200, self.routes[path])
+            return
         if path not in (CHAT_PATH, RESPONSES_PATH):
             ex.send_json(404, _error_body(f"Not found: POST {path}", "invalid_request_error", code="not_found"))
             return
@@ -870,6 +884,8 @@ class OpenAIServer:
         """Send the next queued reply, or a 500 if none is left."""
         with self._lock:
             reply = self._queue.popleft() if self._queue else None
+        if reply is None and self.responder is not None:
+            reply = self.responder(ex.request)
         if reply is None:
             message = f"no scripted reply left for request #{len(self.requests)} to {ex.request.path}"
             ex.send_json(500, _error_body(message, "server_error"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentcli.assemble import ToolCallAssembler
+from agentcli.providers.assemble import ToolCallAssembler
 
 
 def deltas(*items):

@@ -169,6 +169,7 @@ def test_e_edits_the_arguments_that_run(chat, server):
     session.expect(QUESTION)
     session.key("e")
     session.expect("Esc Enter accepts")
+    session.expect(r'"2\*\*10"')  # the editor shows the arguments: it reads keys from now on
     shown = json.dumps({"expression": "2**10"}, indent=2)
     session.key("\x7f" * len(shown) + '{"expression": "3*3"}')
     session.key("\x1b\r")

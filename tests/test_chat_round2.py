@@ -178,6 +178,7 @@ def test_edited_arguments_are_what_the_model_session_and_history_see(chat, serve
     session.expect(QUESTION)
     session.key("e")
     session.expect("Esc Enter accepts")
+    session.expect(r'"2\*\*10"')  # the editor shows the arguments: it reads keys from now on
     session.key("\x7f" * len(json.dumps({"expression": "2**10"}, indent=2)) + '{"expression": "3*3"}')
     session.key("\x1b\r")
     session.expect("done")
@@ -250,6 +251,7 @@ def test_an_empty_or_blank_edit_cancels_instead_of_approving_empty_arguments(cha
         session.expect(QUESTION)
         session.key("e")
         session.expect("Esc Enter accepts")
+        session.expect('"Asia/Tokyo"')  # the editor shows the arguments: it reads keys now
         session.key("\x7f" * len(shown) + blank + "\x1b\r")
         session.expect("edit cancelled")
     session.expect(QUESTION)

@@ -14,8 +14,8 @@ from openai_server import Call, OpenAIServer, cut, error, json_reply, raw_sse, t
 
 from agentcli.config import Settings
 from agentcli.errors import MalformedReply
-from agentcli.provider import MAX_RETRY_AFTER, ChatProvider
-from agentcli.responses import ResponsesProvider
+from agentcli.providers import ChatProvider, ResponsesProvider
+from agentcli.providers.base import MAX_RETRY_AFTER
 
 HEAD = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "test-model"}
 STOP = HEAD | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}

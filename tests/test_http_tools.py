@@ -225,7 +225,7 @@ def test_allow_hosts_opens_a_port_for_that_host_only() -> None:
     ({"Accept-Encoding": "br"}, "Accept-Encoding"),
 ])
 def test_bad_headers_refused_by_validate(headers: dict[str, str], message: str) -> None:
-    for tool in http_tools(settings(), resolver=forbid_resolution):
+    for tool in http_tools(settings(), resolver=forbid_resolution)[:2]:  # web_fetch has none
         with pytest.raises(InvalidArguments) as info:
             tool.validate({"url": "https://example.com/", "headers": headers})
         assert message in str(info.value) and "refused" in str(info.value)
@@ -268,7 +268,7 @@ def test_json_and_data_together_refused() -> None:
 
 
 def test_preview_shows_method_decoded_host_and_full_url() -> None:
-    get, post = http_tools(settings())
+    get, post, _ = http_tools(settings())
     rows = get.preview({"url": "https://bücher.example/a?b=1", "params": {"q": "x y"}})
     assert rows == {"method": "GET", "host": "bücher.example",
                     "url": "https://xn--bcher-kva.example/a?b=1&q=x+y"}
@@ -277,12 +277,14 @@ def test_preview_shows_method_decoded_host_and_full_url() -> None:
 
 
 def test_schemas_and_docstrings() -> None:
-    get, post = http_tools(settings())
-    assert (get.name, post.name) == ("http_get", "http_post")
+    get, post, fetch = http_tools(settings())
+    assert (get.name, post.name, fetch.name) == ("http_get", "http_post", "web_fetch")
     assert set(get.parameters["properties"]) == {"url", "params", "headers"}
     assert set(post.parameters["properties"]) == {"url", "json", "data", "headers"}
-    assert get.parameters["required"] == ["url"] and post.parameters["required"] == ["url"]
-    for tool in (get, post):
+    assert set(fetch.parameters["properties"]) == {"url", "max_chars"}
+    assert fetch.parameters["properties"]["max_chars"]["default"] == 20_000
+    for tool in (get, post, fetch):
+        assert tool.parameters["required"] == ["url"]
         assert tool.description and all(p.get("description")
                                         for p in tool.parameters["properties"].values())
 

@@ -10,8 +10,11 @@ from pathlib import Path
 from openai_server import Call, text, tool_calls
 
 HTTP = ("httpx", "httpcore", "httpx2", "httpcore2", "agentcli.tools.http", "agentcli.tools.netguard")
-HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "mcp", "agentcli.tools", *HTTP)
-UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "mcp", "agentcli.tools", *HTTP)
+REALTIME = ("websockets", "agentcli.providers.realtime", "openai.resources.realtime")
+PAGES = ("lxml", "lxml_html_clean", "readability", "markdownify", "bs4", "chardet")
+HEAVY = ("openai", "rich", "prompt_toolkit", "pydantic", "mcp", "agentcli.tools", *HTTP, *REALTIME,
+         *PAGES)
+UI_AND_SDK = ("openai", "rich", "prompt_toolkit", "mcp", "agentcli.tools", *HTTP, *PAGES)
 
 
 def loaded_after(code: str) -> set[str]:
@@ -52,6 +55,9 @@ def test_a_piped_run_loads_no_ui(home, server, run_args):
     *lines, modules = done.stderr.splitlines()
     assert done.stdout == "391\n" and lines[0].startswith("✓ calculator {")
     assert roots(set(json.loads(modules)), ("rich", "prompt_toolkit", "httpcore", "httpx")) == set()
+    # api = "chat" (the default): the realtime client and websockets stay unloaded
+    assert roots(set(json.loads(modules)), REALTIME) == set()
+    assert roots(set(json.loads(modules)), PAGES) == set()  # web_fetch offered, not called
 
 
 def test_the_core_imports_no_ui():
@@ -81,8 +87,30 @@ def test_an_http_tool_call_loads_one_http_stack():
     assert roots(modules, ("httpx", "httpcore")) == set()
 
 
+def test_the_page_parsers_load_on_the_first_web_fetch_only():
+    tests = str(Path(__file__).parent)
+    code = (f"import sys, json\nsys.path.insert(0, {tests!r})\n"
+            "from http_server import LoopbackServer\n"
+            "from agentcli.config import HttpSettings\n"
+            "from agentcli.tools.http import http_tools\n"
+            "with LoopbackServer() as srv:\n"
+            "    config = HttpSettings(allow_hosts=[f'127.0.0.1:{srv.port}'])\n"
+            "    tools = {t.name: t for t in http_tools(config)}\n"
+            "    get, fetch = tools['http_get'], tools['web_fetch']\n"
+            "    assert get(**get.validate({'url': srv.url('/page?name=article.html')}))\n"
+            "    print(json.dumps(sorted(sys.modules)))\n"
+            "    url = srv.url('/page?name=article.html')\n"
+            "    assert '# Why the Night' in fetch(**fetch.validate({'url': url}))")
+    code += "\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, modules = (set(json.loads(line)) for line in out.stdout.splitlines())
+    assert roots(before, PAGES) == set()
+    assert {"lxml", "readability", "markdownify"} <= {m.split(".")[0] for m in modules}
+    assert roots(modules, ("httpx", "httpcore")) == set()
+
+
 def test_the_mcp_sdk_loads_only_when_a_server_is_configured(home):
-    for argv in (["tools", "list"], ["mcp", "list"], ["mcp", "--help"]):
+    for argv in (["tools", "list"], ["mcp", "list"], ["mcp", "--help"], ["mcp", "serve", "--help"]):
         assert roots(after_cli(*argv), ("mcp", "agentcli.mcp")) == set(), argv
     config = home / "config" / "agentcli" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +141,26 @@ def test_text_options_are_parsed_without_pydantic():
     assert params["max_steps"] == 3 and params["tools_dir"] == ["a", "b"]
 
 
+def test_the_batch_api_backend_loads_only_when_chosen():
+    # the local batch backend never imports the Batch API driver
+    modules = loaded_after("import agentcli.commands.batch")
+    assert {"agentcli.batch_api", "agentcli.batch_state"} & modules == set()
+
+
+def test_doctor_loads_no_ui_when_piped(home, server):
+    # its help loads no SDK; piped, the report is plain text: no rich, no prompt_toolkit,
+    # no MCP, and the openai SDK's HTTP stack only
+    assert roots(after_cli("doctor", "--help"), UI_AND_SDK) == set()
+    server.responder = lambda request: text("ok")
+    code = ("import atexit, json, sys\n"
+            "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+            "from agentcli.cli import main\nsys.argv[0] = 'agentcli'\nmain()")
+    argv = [sys.executable, "-c", code, "doctor", "--base-url", server.base_url]
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and "no usable tool call came back" in done.stdout
+    modules = set(json.loads(done.stderr.splitlines()[-1]))
+    assert roots(modules, ("rich", "prompt_toolkit", "mcp", "httpcore", "httpx")) == set()
+
 
 def test_chat_shows_its_prompt_before_loading_the_sdk_tools_and_mcp(home, server):
     # what chat does before its prompt (trust, settings, the session, the prompt itself)
@@ -131,5 +179,5 @@ def test_chat_shows_its_prompt_before_loading_the_sdk_tools_and_mcp(home, server
             " chat.toolbar)\n"
             "assert 'test-model' in chat.toolbar() and chat.tool_names() == []\n")
     late = ("openai", "mcp", "rich.markdown", "agentcli.agent", "agentcli.tools.builtins",
-            "agentcli.mcp", *HTTP)
+            "agentcli.mcp", *HTTP, *REALTIME, *PAGES)
     assert roots(loaded_after(code), late) == set()

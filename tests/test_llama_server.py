@@ -108,3 +108,38 @@ def test_a_call_cut_by_the_token_limit_is_never_run(cli, home, llama_url, tmp_pa
     again = cli("run", "--base-url", llama_url, "--config", config(tmp_path, 36), "--session",
                 session, "-y", "--json", "What is 17*23?", timeout=120)
     assert again.code == 0, again.stderr
+
+
+def test_doctor_reports_what_llama_cpp_supports(cli, llama_url, tmp_path):
+    # max_tokens caps every probe (the base model does not stop by itself); the probes'
+    # own history of two earlier get_weather exchanges makes it call the tool
+    result = cli("doctor", "--base-url", llama_url, "--config", config(tmp_path, 36), "--json",
+                 "--timeout", "60", timeout=600)
+    report = json.loads(result.stdout)
+    rows = {row["probe"]: row for row in report["rows"]}
+    assert result.code == report["exit_code"], result.stderr
+    assert rows["models"]["result"] == "ok" and "gemma" in rows["models"]["seen"]
+    context = rows["context_length"]
+    assert "llama.cpp /props n_ctx" in context["seen"] and context["result"] == "deviates"
+    assert int(context["seen"].split()[0]) <= 4096
+    assert rows["streaming"]["result"] in ("ok", "deviates") and "text chunk" in rows["streaming"]["seen"]
+    assert all("the probe failed" not in row["seen"] for row in report["rows"])
+    assert rows["tool_call"]["tool_call"] and report["tools_work"] and result.code == 0
+
+
+def test_a_turn_ended_by_a_server_error_leaves_a_history_the_real_server_accepts(
+        cli, home, llama_url, tmp_path):
+    # the first turn's server is gone: the question is kept with a marker answer, so the
+    # saved history still alternates user/assistant when the real server continues it
+    gone = f"http://127.0.0.1:{free_port()}/v1"
+    failed = cli("run", "--base-url", gone, "-m", "gemma", "--no-tools", "--save", "--json",
+                 "Say hello.", timeout=60)
+    assert failed.code == 1
+    session = json.loads(failed.stdout)["session_id"]
+    again = cli("run", "--base-url", llama_url, "--no-tools", "--config", config(tmp_path, 12),
+                "--session", session, "--json", "Once upon a time", timeout=120)
+    assert again.code == 0, again.stderr
+    saved = json.loads((home / "data" / "agentcli" / "sessions" / f"{session}.json").read_text())
+    roles = [m["role"] for m in saved["messages"] if m["role"] != "system"]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert saved["messages"][1]["content"].startswith("[no answer")

@@ -292,6 +292,27 @@ def test_empty_queue_is_a_500(client: openai.OpenAI, openai_server: OpenAIServer
         client.chat.completions.create(model="m", messages=MESSAGES)
 
 
+def test_responder_answers_when_the_queue_is_empty(client: openai.OpenAI, openai_server: OpenAIServer) -> None:
+    """Queued replies come first; then the responder sees each request and picks a reply."""
+    openai_server.enqueue(text("queued"))
+    openai_server.responder = lambda request: text(f"for {request.body['model']}")
+    answers = [client.chat.completions.create(model=m, messages=MESSAGES).choices[0].message.content
+               for m in ("a", "b")]
+    assert answers == ["queued", "for b"]
+
+
+def test_routes_and_model_extra_describe_the_server(client: openai.OpenAI, openai_server: OpenAIServer) -> None:
+    """Other paths answer with their JSON on GET and POST; /v1/models entries gain fields."""
+    openai_server.routes["/props"] = {"n_ctx": 4096}
+    openai_server.model_extra["max_model_len"] = 8192
+    assert client.models.list().data[0].to_dict()["max_model_len"] == 8192
+    with urllib.request.urlopen(openai_server.base_url.removesuffix("/v1") + "/props") as response:
+        assert json.loads(response.read()) == {"n_ctx": 4096}
+    openai_server.routes["/v1/show"] = {"shown": True}
+    _, body = post_raw(openai_server, "/show", {"model": "m"})
+    assert json.loads(body) == {"shown": True} and openai_server.requests == []
+
+
 def test_json_reply_is_sent_as_is(openai_server: OpenAIServer) -> None:
     """json_reply sends arbitrary JSON; /v1/responses is recorded."""
     openai_server.enqueue(json_reply({"anything": [1, 2]}))

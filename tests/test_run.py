@@ -29,7 +29,7 @@ def test_plain_answer_streams_to_stdout_only(cli, server, run_args):
     assert body["stream"] is True
     assert body["messages"][-1] == {"role": "user", "content": "hi"}
     assert [t["function"]["name"] for t in body["tools"]] == ["calculator", "current_time", "http_get",
-                                                         "http_post"]
+                                                         "http_post", "web_fetch"]
 
 
 def test_tool_call_runs_with_yes_and_result_goes_back(cli, server, run_args):

@@ -70,6 +70,7 @@ def test_edit_changes_the_arguments_that_run(home, server, run_args):
     child.expect("Run it\\? ")
     child.send("e")
     child.expect("Esc Enter accepts")
+    child.expect(r'"2\*\*10"')  # the editor shows the arguments: it reads keys from now on
     shown = '{\n  "expression": "2**10"\n}'
     child.send("\x7f" * len(shown) + '{"expression": "3*3"}')
     child.send("\x1b\r")

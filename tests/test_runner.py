@@ -7,7 +7,7 @@ import time
 
 from agentcli import tool
 from agentcli.errors import ToolError
-from agentcli.tools.runner import Job, cap, run_batch, serialise
+from agentcli.tools.runner import Job, _run_one, cap, run_batch, serialise
 
 
 @tool
@@ -21,6 +21,13 @@ def sleeper(seconds: float) -> str:
 async def async_sleeper(seconds: float) -> str:
     """Sleep without blocking."""
     await asyncio.sleep(seconds)
+    return "awake"
+
+
+@tool(isolated=True)
+def isolated_sleeper(seconds: float) -> str:
+    """Sleep in a worker process."""
+    time.sleep(seconds)
     return "awake"
 
 
@@ -69,6 +76,15 @@ def test_async_tools_run_and_time_out():
     ok, late = run([Job(async_sleeper, {"seconds": 0.01}, 2), Job(async_sleeper, {"seconds": 10}, 0.2)])
     assert (ok.status, ok.result) == ("ok", "awake")
     assert late.status == "timeout"
+
+
+def test_an_isolated_tool_out_of_time_is_a_time_out_whichever_clock_fires_first():
+    # the worker's own deadline (here the only one) says the same as the caller's wait
+    outcome = _run_one(Job(isolated_sleeper, {"seconds": 30}, 0.3))
+    assert outcome.status == "timeout"
+    assert outcome.result == "timed out after 0.3 s: isolated_sleeper did not finish"
+    late, = run([Job(isolated_sleeper, {"seconds": 30}, 0.3)])
+    assert (late.status, late.result) == (outcome.status, outcome.result)
 
 
 def test_exceptions_become_error_results():

@@ -40,6 +40,10 @@ class BatchOptions(CommonOptions):
     prompt: str | None = None
     parallel: int = 4
     schema: str | None = None
+    backend: str = "local"
+
+
+BACKENDS = ("local", "openai-batch")
 
 
 def batch_command(opts: BatchOptions) -> int:
@@ -54,10 +58,18 @@ def _batch(opts: BatchOptions, console: Console) -> int:
     schema = load_schema(opts.schema) if opts.schema is not None else None
     if opts.parallel < 1:
         raise UsageError("--parallel must be at least 1")
+    if opts.backend not in BACKENDS:
+        raise UsageError(f"--backend {opts.backend}: choose one of {', '.join(BACKENDS)}")
+    if opts.backend == "openai-batch" and opts.output is None:
+        raise UsageError("--backend openai-batch needs -o OUT.jsonl: the run keeps its state "
+                         "beside that file (OUT.jsonl.state) so that it can resume")
     ids = check_ids(opts.input, opts.prompt)
     done = done_ids(opts.output) & ids
     approve = approve_all if opts.yes and opts.policy is None else DenyAsking()
     runner = _runner(opts, console, approve, schema)
+    if opts.backend == "openai-batch":
+        assert opts.output is not None
+        return _batch_api(opts, console, runner, approve, done)
     writer = ResultWriter(opts.output, *_on_terminal(opts.output))
     tally = Tally(total=len(ids) - len(done))
     tasks = (t for t in read_tasks(opts.input, opts.prompt) if t.key not in done)
@@ -71,6 +83,44 @@ def _batch(opts: BatchOptions, console: Console) -> int:
     except AgentCLIError:
         _summary(tally, len(done), approve)
         raise
+    _summary(tally, len(done), approve)
+    return 0 if tally.failed == 0 else 1
+
+
+def _batch_api(opts: BatchOptions, console: Console, runner: TaskRunner, approve: Approver,
+               done: set[str]) -> int:
+    """``--backend openai-batch``: every model step of the open tasks as one Batch API job."""
+    from ..batch_api import BatchApiRun, poll_interval
+    from ..batch_state import StateFile, state_path
+
+    assert opts.output is not None
+    writer = ResultWriter(opts.output)
+    states = StateFile(state_path(opts.output))
+    states.lock()
+    tally = Tally()
+    keep = _keep(writer, tally, lambda: None)
+    say = lambda text: console.print(notice_line(text))  # noqa: E731
+    driver = BatchApiRun(runner, states, finished=keep, say=say, parallel=opts.parallel,
+                         poll=poll_interval())
+    finished = False
+    try:
+        tally.total = driver.start(read_tasks(opts.input, opts.prompt), done) + tally.done
+        driver.run()
+        finished = True
+    except KeyboardInterrupt:
+        pending = driver.pending()
+        if pending:
+            stderr_console().print(notice_line(
+                f"batch: {', '.join(pending[:3])}{' and more' if len(pending) > 3 else ''} "
+                f"still running at the provider; the state is in {states.path}"))
+        _summary(tally, len(done), approve, interrupted=True, unfinished="open")
+        return 130
+    except AgentCLIError:
+        _summary(tally, len(done), approve, unfinished="open")
+        raise
+    finally:
+        writer.close()
+        states.unlock(remove=finished)
     _summary(tally, len(done), approve)
     return 0 if tally.failed == 0 else 1
 
@@ -126,7 +176,8 @@ def _progress(tally: Tally, console: Console) -> Iterator[Callable[[], None]]:
                                  rate=f"{tally.rate():.1f}/s")
 
 
-def _summary(tally: Tally, skipped: int, approve: Approver, *, interrupted: bool = False) -> None:
+def _summary(tally: Tally, skipped: int, approve: Approver, *, interrupted: bool = False,
+             unfinished: str = "not run") -> None:
     """The last line on stderr, always (even with --quiet)."""
     failed = ", ".join(f"{n} {status}" for status, n in sorted(tally.by_status.items())
                        if status != "ok")
@@ -134,7 +185,7 @@ def _summary(tally: Tally, skipped: int, approve: Approver, *, interrupted: bool
     if skipped:
         parts.append(f"{skipped} skipped (already in the output)")
     if tally.done < tally.total:
-        parts.append(f"{tally.total - tally.done} not run")
+        parts.append(f"{tally.total - tally.done} {unfinished}")
     elapsed = max(0.0, tally.elapsed())
     line = f"batch: {', '.join(parts)}; {elapsed:.1f} s, {tally.rate():.1f} tasks/s"
     if isinstance(approve, DenyAsking) and approve.denied:

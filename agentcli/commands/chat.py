@@ -239,6 +239,7 @@ class ChatSession:
         self.notes = Notes(console)
         self.choice: Any = None
         self._closed = False
+        self._mcp = False  # whether MCP servers were started
         self._mcp_lock = threading.Lock()
         self.startup = Startup(self._build, self._built)
         self._prompt: Prompt | None = None
@@ -254,13 +255,14 @@ class ChatSession:
 
         MCP servers are started first: they take longest.
         """
+        console: Any = self.notes
         with self._mcp_lock:  # not after the chat ended: nothing would stop the servers
-            manager = None if self._closed else start_mcp(self.settings, self.opts)
+            manager = None if self._closed else start_mcp(self.settings, self.opts, console)
+            self._mcp = manager is not None
         from ..ui import stream  # noqa: F401  (the answer's renderer, rich.markdown)
         from ..ui.chat_approve import chat_approver
 
-        console: Any = self.notes
-        registry = build_registry(self.settings, self.opts, console, mcp=manager or False)
+        registry = build_registry(self.settings, self.opts, console, with_mcp=False, mcp=manager)
         yes = self.opts.yes and self.opts.policy is None  # under --policy only rules allow without asking
         approver = approve_all if yes else chat_approver(self.console)
         agent = build_agent(self.settings, registry, approve=approver, on_event=self._on_event,
@@ -302,7 +304,7 @@ class ChatSession:
 
     def starting_servers(self) -> list[str]:
         """MCP servers still starting (their tools are not listed yet)."""
-        if not self.settings.mcp.servers or not self.startup.done:
+        if not self._mcp:
             return []
         from ..mcp.lifecycle import starting
 
@@ -577,9 +579,10 @@ class ChatSession:
         """Re-read the tools directories and restart the MCP servers; "always" answers stay."""
         agent = self.agent
         with self.console.status(Text("loading tools…", style="dim"), spinner="dots") as status:
-            manager = start_mcp(self.settings, self.opts)
-            registry = build_registry(self.settings, self.opts, self.console,
-                                      mcp=manager or False)
+            manager = start_mcp(self.settings, self.opts, self.console)
+            self._mcp = manager is not None
+            registry = build_registry(self.settings, self.opts, self.console, with_mcp=False,
+                                      mcp=manager)
             self.wait_for_servers(lambda text: status.update(Text(text, style="dim")))
             registry.refresh()  # the MCP servers' tools
         agent.registry = agent.tools.registry = registry  # the loop and its executor

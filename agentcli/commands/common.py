@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the SDK, the agent loop and the tools load when a command b
     from ..audit import AuditLog
     from ..events import ApprovalRequest, Approver, Decision, Event
     from ..mcp.manager import McpManager
+    from ..providers import ChatProvider
     from ..tools.loader import LoadReport
     from ..tools.registry import ToolRegistry
 
@@ -109,13 +110,14 @@ def _named(directory: Path, named: list[Path]) -> bool:
 
 
 def build_registry(settings: Settings, opts: CommonOptions, console: Console,
-                   report: LoadReport | None = None, *,
-                   mcp: McpManager | bool = True) -> ToolRegistry:
-    """Built-ins plus every plugin; problems are reported on stderr and skipped.
+                   report: LoadReport | None = None, *, with_mcp: bool = True,
+                   mcp: McpManager | None = None) -> ToolRegistry:
+    """Built-ins plus every plugin (and, ``with_mcp``, the configured MCP servers' tools);
+    problems are reported on stderr and skipped.
 
-    ``mcp``: True starts the configured MCP servers here and waits for them;
-    a manager from ``start_mcp`` (servers already starting) has their tools
-    added before the first request instead; False leaves MCP out.
+    ``mcp``: servers that ``start_mcp`` started without waiting; their tools are
+    added at the registry's first refresh, once they are up (chat's prompt
+    does not wait for them).
     """
     from ..hooks import from_config as hooks_from_config
     from ..tools.builtins import builtin_tools
@@ -133,24 +135,22 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
         load_dir(directory, report, timeout=settings.tools.timeout)
     registry.extend(report.tools)
     registry.hooks = hooks_from_config(settings.hooks) + report.hooks
-    if mcp is not False:
-        add_mcp_tools(settings, registry, console, None if mcp is True else mcp)
+    if mcp is not None:
+        add_started_mcp(registry, mcp, console)
+    elif with_mcp:
+        add_mcp_tools(settings, registry, console, verbose=opts.verbose)
     for line in [str(e) for e in report.errors] + report.output + registry.warnings:
         console.print(f"agentcli: {visible(line)}")
     return registry
 
 
-def mcp_servers(settings: Settings, opts: CommonOptions) -> dict[str, Any]:
-    """The enabled MCP servers (none under ``--no-tools``)."""
+def start_mcp(settings: Settings, opts: CommonOptions, console: Console) -> McpManager | None:
+    """Start the MCP servers to use without waiting for them (None when there are
+    none, or under ``--no-tools``); ``build_registry(..., mcp=manager)`` adds their tools."""
     if opts.no_tools:
-        return {}
-    return {name: cfg for name, cfg in settings.mcp.servers.items() if cfg.enabled}
-
-
-def start_mcp(settings: Settings, opts: CommonOptions) -> McpManager | None:
-    """Start the enabled MCP servers without waiting for them (None when there are none);
-    ``build_registry(..., mcp=manager)`` then adds their tools before the first request."""
-    servers = mcp_servers(settings, opts)
+        return None
+    found = configured_mcp(settings, console, notes=opts.verbose)
+    servers = {name: cfg for name, cfg in found.servers.items() if cfg.enabled} if found else {}
     if not servers:
         return None
     from ..mcp.lifecycle import start_servers
@@ -158,19 +158,45 @@ def start_mcp(settings: Settings, opts: CommonOptions) -> McpManager | None:
     return start_servers(servers, wait=False)
 
 
+def add_started_mcp(registry: ToolRegistry, manager: McpManager, console: Console) -> None:
+    """The tools of servers ``start_mcp`` started, added once they are up."""
+    from ..mcp.lifecycle import add_tools
+
+    add_tools(registry, {name: state.config for name, state in manager.servers.items()},
+              lambda line: console.print(f"agentcli: {visible(line)}"), manager=manager)
+
+
 def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console,
-                  manager: McpManager | None = None) -> None:
+                  *, verbose: bool = False) -> None:
     """The tools of the configured MCP servers (started here, stopped at exit).
 
     The ``mcp`` SDK is imported only when a server is enabled.
     """
-    servers = {name: cfg for name, cfg in settings.mcp.servers.items() if cfg.enabled}
+    found = configured_mcp(settings, console, notes=verbose)
+    servers = {name: cfg for name, cfg in found.servers.items() if cfg.enabled} if found else {}
     if not servers:
         return
     from ..mcp.lifecycle import add_tools
 
-    add_tools(registry, servers, lambda line: console.print(f"agentcli: {visible(line)}"),
-              manager=manager)
+    add_tools(registry, servers, lambda line: console.print(f"agentcli: {visible(line)}"))
+
+
+def configured_mcp(settings: Settings, console: Console, *, notes: bool,
+                   cwd: Path | None = None) -> Any:
+    """The MCP servers to use (``agentcli.mcp.imports.Servers``): the config's, then
+    those of ``mcp.import`` files and a trusted ``./.mcp.json``; None when there is
+    nothing to read (``agentcli.mcp`` is not even imported then). Problems are one
+    line each on stderr; with ``notes``, so are servers shadowed by another."""
+    cwd = cwd or Path.cwd()
+    if not (settings.mcp.servers or settings.mcp.import_ or (cwd / ".mcp.json").is_file()):
+        return None
+    from ..mcp.imports import configured_servers
+
+    found = configured_servers(settings, cwd=cwd, trusted=trust.is_trusted(cwd),
+                               untrusted_notice=lambda _: trust.first_notice(cwd, "mcp.json"))
+    for line in found.warnings + (found.notes if notes else []):
+        console.print(f"agentcli: {visible(line)}")
+    return found
 
 
 def tool_choice(value: str | None, registry: ToolRegistry) -> Any:
@@ -187,11 +213,9 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
                 stream: bool = True, verbose: bool = False, rules: Rules | None = None) -> Agent:
     """The agent loop with its provider, limits, guards and audit log, as configured."""
     from ..agent import Agent, Limits
-    from ..provider import ChatProvider
-    from ..responses import ResponsesProvider
 
     api_key = settings.api_key()
-    kind = ResponsesProvider if settings.api == "responses" else ChatProvider
+    kind = provider_class(settings)
     debug = (lambda text: notice(f"debug: {text}")) if verbose else None
     provider = kind(settings, api_key, notice=notice, debug=debug)
     tools = settings.tools
@@ -203,6 +227,22 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
     return Agent(provider, registry, approve=approve, on_event=on_event, limits=limits,
                  stream=stream, tool_settings=tools, audit=audit, strict=tools.strict,
                  rules=rules)
+
+
+def provider_class(settings: Settings) -> type[ChatProvider]:
+    """The wire protocol's provider; the realtime one (and ``websockets``) is
+    imported only when ``api = "realtime"``."""
+    from ..providers import ChatProvider, ResponsesProvider
+
+    if settings.api == "realtime":
+        try:
+            from ..providers.realtime import RealtimeProvider
+        except ImportError as exc:
+            package = (exc.name or "websockets").split(".")[0]
+            raise ConfigError(f'api = "realtime" needs the {package} package '
+                              '(pip install "openai[realtime]")') from None
+        return RealtimeProvider
+    return ResponsesProvider if settings.api == "responses" else ChatProvider
 
 
 def load_rules(opts: CommonOptions, loaded: Loaded) -> Rules:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any, cast
 
 from ..tools.runner import serialise
@@ -35,6 +36,30 @@ def result_text(result: Any) -> str:
         parts = [p for p, b in zip(parts, blocks, strict=False) if getattr(b, "type", None) != "text"]
     parts.append(json.dumps(structured) if isinstance(structured, str) else serialise(structured))
     return "\n".join(p for p in parts if p)
+
+
+_IMAGE_TYPE = re.compile(r"image/[A-Za-z0-9.+-]{1,64}")
+MAX_IMAGE_BYTES = 10_000_000
+"""Larger images stay a one-line summary: they are not sent to the model."""
+
+
+def images_of(result: Any) -> list[dict[str, str]]:
+    """The result's images that can go to a model (``{"mime_type", "data"}``): valid
+    base64 of an ``image/*`` type, at most MAX_IMAGE_BYTES each."""
+    images = []
+    for block in result.content or []:
+        if getattr(block, "type", None) != "image":
+            continue
+        mime = str(getattr(block, "mime_type", "") or "")
+        if not _IMAGE_TYPE.fullmatch(mime):
+            continue
+        try:
+            size = len(base64.b64decode(block.data, validate=True))
+        except (binascii.Error, ValueError, TypeError):
+            continue
+        if 0 < size <= MAX_IMAGE_BYTES:
+            images.append({"mime_type": mime, "data": "".join(str(block.data).split())})
+    return images
 
 
 def _wraps(structured: Any, text: str) -> bool:

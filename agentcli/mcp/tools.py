@@ -12,9 +12,10 @@ from typing import Any
 
 from ..errors import ToolError
 from ..tools.base import Tool
+from ..tools.runner import WithImages
 from .manager import McpManager, ServerState
 from .naming import tool_name
-from .results import result_text
+from .results import images_of, result_text
 
 
 def mcp_tools(manager: McpManager, only: list[str] | None = None) -> tuple[list[Tool], list[str]]:
@@ -75,14 +76,16 @@ def _read_only(spec: Any) -> bool:
     return bool(getattr(getattr(spec, "annotations", None), "read_only_hint", False))
 
 
-def _caller(manager: McpManager, state: ServerState, name: str) -> Callable[..., str]:
+def _caller(manager: McpManager, state: ServerState,
+            name: str) -> Callable[..., str | WithImages]:
     timeout = state.config.tool_timeout
 
-    def call(**arguments: Any) -> str:
+    def call(**arguments: Any) -> str | WithImages:
         result = manager.call(state.name, name, arguments, timeout)
         text = result_text(result)
         if getattr(result, "is_error", False):
             raise ToolError(text or f"the MCP tool {name} failed and gave no reason")
-        return text
+        images = images_of(result)
+        return WithImages(text, images) if images else text
     call.__name__ = name if name.isidentifier() else "mcp_tool"
     return call

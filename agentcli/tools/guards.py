@@ -57,6 +57,13 @@ class Guards:
         calls.append(now)
         return None
 
+    def uncount(self, name: str) -> None:
+        """Forget the last call of ``name`` that ``refusal`` counted: it was not run after
+        all (it waits for an answer that comes with a new call)."""
+        calls = self._calls.get(name)
+        if calls:
+            calls.pop()
+
     def record(self, tool: Tool, status: str) -> None:
         """Count consecutive failures; open the breaker when they reach the limit."""
         if status not in FAILURES:

@@ -1,4 +1,4 @@
-"""The built-in ``http_get`` and ``http_post`` tools.
+"""The built-in ``http_get``, ``http_post`` and ``web_fetch`` tools.
 
 This module owns what the model may ask for and what it gets back: the
 checks that run before the approval panel (``Tool.check``: the URL rules from
@@ -17,9 +17,10 @@ import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import httpx2
+from pydantic import Field
 
 from ..config import HttpSettings
 from ..errors import InvalidArguments
@@ -131,6 +132,11 @@ class Fetch:
     resolver: Resolver | None = None
 
     def run(self) -> str:
+        return format_result(*self.fetch(), self.config.max_bytes)
+
+    def fetch(self) -> tuple[httpx2.Response, Body]:
+        """The final response (redirects followed, each hop checked) and its body, read
+        under the size cap and the deadline; ``web_fetch`` renders the same pair."""
         deadline = Deadline(self.config.timeout)
         policy = HostPolicy(self.config.allow_hosts, self.config.allow_private)
         backend = GuardedBackend(policy, deadline, self.resolver)
@@ -141,7 +147,7 @@ class Fetch:
                 body = read_body(response, self.config.max_bytes, deadline)
             finally:
                 response.close()
-        return format_result(response, body, self.config.max_bytes)
+        return response, body
 
     def _first(self, client: httpx2.Client) -> httpx2.Request:
         headers = dict(self.headers or {})
@@ -332,7 +338,9 @@ def _charset(response: httpx2.Response) -> str:
 
 def http_tools(config: HttpSettings, *, secrets: list[str] = [],  # noqa: B006 (read only)
                resolver: Resolver | None = None) -> list[Tool]:
-    """The built-in ``http_get`` and ``http_post`` tools for ``[http]`` settings.
+    """The built-in ``http_get``, ``http_post`` and ``web_fetch`` tools for ``[http]``
+    settings; ``web_fetch`` is ``http_get`` with the body rendered as readable Markdown
+    (:mod:`agentcli.tools.webpage`).
 
     Args:
         config: The ``[http]`` settings: allow_hosts, allow_private, timeout, max_bytes.
@@ -346,7 +354,8 @@ def http_tools(config: HttpSettings, *, secrets: list[str] = [],  # noqa: B006 (
     policy = HostPolicy(config.allow_hosts, config.allow_private)
     tools = []
     for method, func in (("GET", _get_function(config, resolver)),
-                         ("POST", _post_function(config, resolver))):
+                         ("POST", _post_function(config, resolver)),
+                         ("GET", _web_fetch_function(config, resolver))):
         with warnings.catch_warnings():  # a field named "json" shadows BaseModel.json
             warnings.filterwarnings("ignore", message='Field name "json"')
             made = Tool(func)
@@ -402,3 +411,23 @@ def _post_function(config: HttpSettings, resolver: Resolver | None) -> Callable[
         return Fetch(config, "POST", url, headers=headers, json=json, data=data,
                      resolver=resolver).run()
     return http_post
+
+
+def _web_fetch_function(config: HttpSettings, resolver: Resolver | None) -> Callable[..., str]:
+    def web_fetch(url: str, max_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 20_000) -> str:
+        """Read a public web page as Markdown: its main text, headings, lists and links, without menus, ads or scripts.
+
+        Returns the status, the final URL and the page title, then the content.
+        JSON is pretty-printed and plain text shown as is; PDFs and other binary
+        files are only named with their size. Use http_get for raw bodies.
+
+        Args:
+            url: The page's full http:// or https:// URL, e.g. "https://example.org/article".
+            max_chars: The most characters of content to return; longer content
+                is cut, with a note saying how much was left.
+        """
+        from .webpage import ACCEPT, render
+
+        fetch = Fetch(config, "GET", url, headers={"Accept": ACCEPT}, resolver=resolver)
+        return render(*fetch.fetch(), max_chars, config.max_bytes)
+    return web_fetch

@@ -27,7 +27,8 @@ _FORK_LOCK = threading.Lock()
 def run_isolated(job: Callable[[], str], *, timeout: float, memory_mb: int | None,
                  error: type[ToolError] = ToolError,
                  describe: Callable[[BaseException], str] = str, what: str = "computation",
-                 stop: threading.Event | None = None) -> str:
+                 stop: threading.Event | None = None,
+                 timeout_error: type[BaseException] | None = None) -> str:
     """Run ``job`` in a forked worker with a memory cap, SIGKILLed after ``timeout`` seconds
     or as soon as ``stop`` is set (another thread cancelling it).
 
@@ -39,6 +40,8 @@ def run_isolated(job: Callable[[], str], *, timeout: float, memory_mb: int | Non
         describe: Turns an exception raised by ``job`` into a message.
         what: Names the work in messages ("the calculation took too long").
         stop: When set, the worker is killed and ``error`` says it was cancelled.
+        timeout_error: Raised instead of ``error`` when the time is up, for a caller that
+            reports time-outs apart from failures.
     """
     with _FORK_LOCK:  # so that no other worker inherits this pipe's write end
         read_fd, write_fd = os.pipe()
@@ -57,7 +60,7 @@ def run_isolated(job: Callable[[], str], *, timeout: float, memory_mb: int | Non
     if data is None and stop is not None and stop.is_set():
         raise error(f"the {what} was cancelled and its worker process stopped")
     if data is None:
-        raise error(f"the {what} took too long (over {timeout:g} s) and was stopped")
+        raise (timeout_error or error)(f"the {what} took too long (over {timeout:g} s) and was stopped")
     kind, body = data[:1], data[1:].decode("utf-8", "replace")
     if kind == b"R":
         return body

@@ -35,6 +35,17 @@ class Outcome:
     result: str
     duration_ms: int = 0
     output: str = ""
+    images: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class WithImages:
+    """A tool's result with images beside its text (an MCP tool's). The text, which
+    summarises each image in a line, is what every API gets; the images themselves
+    (``{"mime_type", "data"}``, base64) go only where the protocol carries them."""
+
+    text: str
+    images: list[dict[str, str]]
 
 
 class ResultNotText(AgentCLIError):
@@ -185,7 +196,7 @@ def _call_isolated(tool: Tool, kwargs: dict[str, Any], timeout: float, stopper: 
     try:
         reply = run_isolated(lambda: _in_worker(tool, kwargs, timeout), timeout=timeout,
                              memory_mb=None, error=ToolError, describe=_why,
-                             what=f"tool {tool.name}", stop=stop)
+                             what=f"tool {tool.name}", stop=stop, timeout_error=TimeoutError)
     finally:
         stopper.arm(None)
     parts = json.loads(reply)
@@ -330,11 +341,16 @@ def _run_one(job: Job) -> Outcome:
     or an exception to text runs plugin code (``__str__``) that may hang too.
     """
     try:
-        return Outcome("ok", serialise(call(job.tool, job.kwargs, job.timeout, job.stopper)))
+        value = call(job.tool, job.kwargs, job.timeout, job.stopper)
+        if isinstance(value, WithImages):
+            return Outcome("ok", value.text, images=value.images)
+        return Outcome("ok", serialise(value))
     except AgentCLIError as exc:
         return Outcome("error", f"error: {_text_of(exc)}")
     except BaseException as exc:  # a plugin must not stop us: SystemExit, KeyboardInterrupt too
-        if isinstance(exc, TimeoutError) and job.tool.is_async:
+        if isinstance(exc, TimeoutError) and stoppable(job.tool):
+            # an async tool's wait_for, or an isolated tool's worker, ran out of time: the
+            # same time-out as when this thread's caller stops waiting first
             return _timed_out(job)
         return Outcome("error", f"error: {_why(exc)}")
 

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .messages import ToolCall
+from ..messages import ToolCall
 
 
 @dataclass

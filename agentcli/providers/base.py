@@ -1,10 +1,18 @@
-"""The Chat Completions provider: requests, streaming, retries, errors.
+"""What every wire protocol shares: the request loop, retries, errors, ``Reply``.
 
-Talks to any OpenAI-compatible server through the official SDK. Everything
-server-specific is settled here so that the agent loop sees one shape: a
-``Reply`` with text, whole tool calls, a finish reason and usage. SDK and
-HTTP errors become ``ModelError`` subclasses with one readable line, with
-the API key scrubbed from anything that could echo it.
+``Provider`` sends one model request and gets back a ``Reply`` with text,
+whole tool calls, a finish reason and usage, whatever the protocol. It
+retries what may succeed on a second try (only while no text was shown),
+moves on to the fallback model, drops an optional field a server rejects,
+and turns SDK and HTTP errors into ``ModelError`` subclasses with one
+readable line, the API key scrubbed from anything that could echo it. Each
+protocol (``chat``, ``responses``, ``realtime``) fills in how a request is
+built and sent and how a reply is read.
+
+``Retry`` and ``DropField`` steer the retry loop from wherever a protocol
+meets an error; ``checked``, ``finalise``, ``error_message`` and
+``names_field`` are the helpers the protocols, ``batch_api`` and ``doctor``
+read replies and errors with.
 """
 
 from __future__ import annotations
@@ -20,10 +28,8 @@ from typing import Any
 
 import openai
 
-from . import shapes
-from .assemble import ToolCallAssembler
-from .config import Settings
-from .errors import (
+from ..config import Settings
+from ..errors import (
     AuthError,
     MalformedReply,
     ModelConnectionError,
@@ -32,12 +38,14 @@ from .errors import (
     RateLimited,
     StreamError,
 )
-from .messages import ToolCall, Usage
+from ..messages import ToolCall, Usage
+from . import shapes
+from .assemble import ToolCallAssembler
 
 #: Fields some servers reject; dropped and remembered after one 400 naming them.
 OPTIONAL_FIELDS = ("parallel_tool_calls", "stream_options", "response_format", "text")
 #: How an error message names a field, where its bare name is too common a word.
-_MENTIONS = {"text": ("text.format",)}
+MENTIONS = {"text": ("text.format",)}
 MAX_RETRY_AFTER = 60.0
 #: A wait longer than this is announced (a notice), not only logged.
 ANNOUNCE_WAIT = 3.0
@@ -52,29 +60,50 @@ class Reply:
     model: str = ""
 
 
-class _Retry(Exception):
-    """Internal: the request may be tried again after ``delay`` seconds."""
+class Retry(Exception):
+    """The request may be tried again after ``delay`` seconds (0: the backoff's)."""
 
     def __init__(self, error: ModelError, delay: float) -> None:
         self.error, self.delay = error, delay
 
 
-class ChatProvider:
+class DropField(Exception):
+    """A rejected optional field was dropped; send again at once."""
+
+
+class ServerError(ModelError):
+    """5xx after every retry."""
+
+
+class Provider:
+    """A model server behind one wire protocol; subclasses fill in the hooks
+    ``build_request``, ``create``, ``_read_stream`` and ``read_whole``.
+
+    Besides ``complete``, ``batch`` and ``batch_api`` use ``build_request``,
+    ``create``, ``read_whole``, ``where``, ``scrub``, ``sleep`` and
+    ``dropped_fields`` to send requests their own way."""
+
+    takes_images = False
+    """Whether tool results' images are sent."""
+
     def __init__(self, settings: Settings, api_key: str | None, *,
                  notice: Callable[[str], None] = lambda _: None,
                  debug: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 client: openai.OpenAI | None = None) -> None:
+        """``client``: an SDK client to share (``doctor`` sends many small requests)."""
         self.settings = settings
         self.model = settings.model or ""
         self._key = api_key
         self._notice = notice
         self._debug = debug
-        self._sleep = sleep
-        self._dropped: set[str] = set()
+        self.sleep = sleep
+        self.dropped_fields: set[str] = set()
         #: ``{"name", "schema"}``: the answer is asked for in this JSON Schema (``--schema``).
         self.answer_format: dict[str, Any] | None = None
-        self.client = openai.OpenAI(api_key=api_key or "no-key", base_url=settings.base_url,
-                                    max_retries=0, timeout=settings.request_timeout)
+        self.client = client or openai.OpenAI(api_key=api_key or "no-key",
+                                              base_url=settings.base_url, max_retries=0,
+                                              timeout=settings.request_timeout)
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
                  tool_choice: Any = None, stream: bool = True,
@@ -86,7 +115,7 @@ class ChatProvider:
         for position, model in enumerate(models):
             try:
                 return self._with_retries(model, messages, tools, tool_choice, stream, on_text)
-            except (RateLimited, ModelTimeout, ModelConnectionError, _ServerError) as exc:
+            except (RateLimited, ModelTimeout, ModelConnectionError, ServerError) as exc:
                 if position + 1 == len(models):
                     raise
                 self._notice(f"{model} failed ({exc}); trying the fallback model {models[-1]}")
@@ -97,7 +126,7 @@ class ChatProvider:
                       on_text: Callable[[str], None]) -> Reply:
         attempt = 0
         while True:
-            request = self._request(model, messages, tools, tool_choice, stream)
+            request = self.build_request(model, messages, tools, tool_choice, stream)
             emitted: list[bool] = []
             def forward(text: str) -> None:
                 # Called only within this iteration, so late binding is harmless.
@@ -106,10 +135,10 @@ class ChatProvider:
             self._log_request(request)
             try:
                 reply = self._send(request, stream, forward)
-            except _DropField:
+            except DropField:
                 self._log("the server rejected an optional field; sending again without it")
                 continue
-            except _Retry as retry:
+            except Retry as retry:
                 if emitted or attempt >= self.settings.max_retries:
                     raise retry.error from None
                 attempt += 1
@@ -119,68 +148,62 @@ class ChatProvider:
                       f"usage={reply.usage.model_dump() if reply.usage else None}")
             return reply
 
-    def _wait(self, retry: _Retry, attempt: int) -> None:
+    def _wait(self, retry: Retry, attempt: int) -> None:
         """Sleep before a retry; a wait of more than a few seconds is announced."""
         delay = retry.delay or _backoff(attempt)
         of = f"retry {attempt} of {self.settings.max_retries}"
         self._log(f"{retry.error}; {of} in {delay:.1f} s")
         if delay > ANNOUNCE_WAIT:
             self._notice(f"{retry.error}; retrying in {delay:.0f} s ({of})")
-        self._sleep(delay)
+        self.sleep(delay)
 
     def _log(self, text: str) -> None:
         if self._debug is not None:
-            self._debug(self._scrub(text))
+            self._debug(self.scrub(text))
 
     def _log_request(self, request: dict[str, Any]) -> None:
         if self._debug is None:
             return
         items = request.get("messages", request.get("input", []))
-        self._log(f"request: POST {self._where()} model={request['model']} items={len(items)} "
+        self._log(f"request: POST {self.where()} model={request['model']} items={len(items)} "
                   f"tools={len(request.get('tools', []))} stream={bool(request.get('stream'))} "
                   f"options={sorted(k for k in request if k not in ('model', 'messages', 'input', 'tools'))}")
 
-    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 tool_choice: Any, stream: bool) -> dict[str, Any]:
-        s = self.settings
-        request: dict[str, Any] = {"model": model, "messages": messages}
-        if tools:
-            request["tools"] = tools
-            if tool_choice is not None:
-                request["tool_choice"] = tool_choice
-            if s.parallel_tool_calls is not None:
-                request["parallel_tool_calls"] = s.parallel_tool_calls
-        for key in ("temperature", "top_p", "max_tokens", "seed", "extra_body"):
-            if getattr(s, key) is not None:
-                request[key] = getattr(s, key)
-        if stream:
-            request["stream"] = True
-            request["stream_options"] = {"include_usage": True}
-        if self.answer_format is not None:
-            request["response_format"] = {"type": "json_schema", "json_schema": self.answer_format}
-        for name in self._dropped:
-            request.pop(name, None)
-        return request
+    def build_request(self, model: str, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], tool_choice: Any,
+                      stream: bool) -> dict[str, Any]:
+        """The request's fields for this protocol (without the fields dropped so far)."""
+        raise NotImplementedError
+
+    def create(self, request: dict[str, Any]) -> Any:
+        """Send ``request``: a stream of events, or the whole reply."""
+        raise NotImplementedError
+
+    def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
+                     text: list[str], on_text: Callable[[str], None]) -> None:
+        """Read a stream into ``reply``, ``calls`` and ``text``, showing text as it comes."""
+        raise NotImplementedError
+
+    def read_whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
+        """A whole (not streamed) reply."""
+        raise NotImplementedError
 
     def _send(self, request: dict[str, Any], stream: bool, on_text: Callable[[str], None]) -> Reply:
         try:
             if stream:
-                return self._stream(self._create(request), on_text)
-            return self._whole(self._create(request), on_text)
+                return self._stream(self.create(request), on_text)
+            return self.read_whole(self.create(request), on_text)
         except openai.APIError as exc:
             raise self._translate(exc, request) from None
         except shapes.Malformed as exc:
             # Like a dropped stream: retried only while no text was shown.
-            raise _Retry(MalformedReply(f"{self._where()} sent a malformed reply "
-                                        f"({self._scrub(str(exc))})"), 0) from None
-        except (ModelError, _DropField, _Retry):
+            raise Retry(MalformedReply(f"{self.where()} sent a malformed reply "
+                                       f"({self.scrub(str(exc))})"), 0) from None
+        except (ModelError, DropField, Retry):
             raise
         except Exception as exc:  # a transport error the SDK did not wrap
-            raise StreamError(f"the connection to {self._where()} failed mid-reply "
-                              f"({self._scrub(_cause(exc))})") from None
-
-    def _create(self, request: dict[str, Any]) -> Any:
-        return self.client.chat.completions.create(**request)
+            raise StreamError(f"the connection to {self.where()} failed mid-reply "
+                              f"({self.scrub(_cause(exc))})") from None
 
     def _stream(self, stream: Any, on_text: Callable[[str], None]) -> Reply:
         reply = Reply(model=self.model)
@@ -192,102 +215,63 @@ class ChatProvider:
             raise shapes.Malformed(f"a chunk is not valid JSON: {exc}") from None
         except (openai.APIError, OSError, ValueError, RuntimeError) as exc:
             # Retried only while no text was shown; no tool has run, so none runs twice.
-            raise _Retry(StreamError(f"{self._where()} stopped sending in the middle of the "
-                                     f"reply ({self._scrub(_cause(exc))})"), 0) from None
+            raise Retry(StreamError(f"{self.where()} stopped sending in the middle of the "
+                                    f"reply ({self.scrub(_cause(exc))})"), 0) from None
         if reply.finish_reason is None:
-            raise _Retry(StreamError(f"{self._where()} closed the stream in the middle of the "
-                                     "reply"), 0)
-        return _finalise(reply, "".join(text), calls)
-
-    def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
-                     text: list[str], on_text: Callable[[str], None]) -> None:
-        with stream:
-            for chunk in stream:
-                data = _data(chunk, shapes.CHAT_CHUNK, "a chunk")
-                reply.model = data.get("model") or reply.model
-                if data.get("usage"):
-                    reply.usage = _usage(data["usage"])
-                for choice in data.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    if delta.get("content"):
-                        text.append(delta["content"])
-                        on_text(delta["content"])
-                    for tc in delta.get("tool_calls") or []:
-                        calls.feed(tc)
-                    if choice.get("finish_reason"):
-                        reply.finish_reason = choice["finish_reason"]
-
-    def _whole(self, completion: Any, on_text: Callable[[str], None]) -> Reply:
-        data = _data(completion, shapes.CHAT_COMPLETION, "the reply")
-        choice = (data.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        reply = Reply(model=data.get("model") or self.model,
-                      finish_reason=choice.get("finish_reason") or "stop",
-                      usage=_usage(data["usage"]) if data.get("usage") else None)
-        calls = ToolCallAssembler()
-        for index, tc in enumerate(message.get("tool_calls") or []):
-            calls.feed({**tc, "index": index})
-        if message.get("content"):
-            on_text(message["content"])
-        return _finalise(reply, message.get("content") or "", calls)
+            raise Retry(StreamError(f"{self.where()} closed the stream in the middle of the "
+                                    "reply"), 0)
+        return finalise(reply, "".join(text), calls)
 
     def _translate(self, exc: openai.APIError, request: dict[str, Any]) -> Exception:
-        """Map an SDK error to ours; ``_Retry`` and ``_DropField`` steer the retry loop."""
-        where = self._where()
-        detail = self._scrub(_message(exc))
+        """Map an SDK error to ours; ``Retry`` and ``DropField`` steer the retry loop."""
+        where = self.where()
+        detail = self.scrub(error_message(exc))
         if isinstance(exc, openai.APITimeoutError):
-            return _Retry(ModelTimeout(f"no answer from {where} within "
-                                       f"{self.settings.request_timeout:g} s"), 0)
+            return Retry(ModelTimeout(f"no answer from {where} within "
+                                      f"{self.settings.request_timeout:g} s"), 0)
         if isinstance(exc, openai.APIConnectionError):
-            return _Retry(ModelConnectionError(f"cannot reach the model server at {where}: {detail}"), 0)
+            return Retry(ModelConnectionError(f"cannot reach the model server at {where}: {detail}"), 0)
         if not isinstance(exc, openai.APIStatusError):
             return StreamError(f"the stream from {where} failed: {detail}")
         status = exc.status_code
         if status == 400:
             for name in OPTIONAL_FIELDS:
-                if name in request and name not in self._dropped and _names(exc, detail, name):
-                    self._dropped.add(name)
-                    return _DropField()
+                if (name in request and name not in self.dropped_fields
+                        and names_field(exc, detail, name)):
+                    self.dropped_fields.add(name)
+                    return DropField()
         if status in (401, 403):
             var = self.settings.api_key_env or "OPENAI_API_KEY"
             return AuthError(f"{where} refused the request ({status}): {detail}. "
                              f"Check the key in ${var}.")
         if status == 429 and _code(exc) != "insufficient_quota":
-            return _Retry(RateLimited(f"rate limited by {where} (429): {detail}"), _retry_after(exc))
+            return Retry(RateLimited(f"rate limited by {where} (429): {detail}"), _retry_after(exc))
         if status == 429:
             return ModelError(f"{where}: quota exhausted (429 insufficient_quota): {detail}")
         if status == 404:
             return ModelError(f"{where} has no model '{request['model']}' or no such endpoint "
                               f"(404): {detail}")
         if status >= 500 or status in (408, 409):
-            return _Retry(_ServerError(f"server error from {where} ({status}): {detail}"),
-                          _retry_after(exc))
+            return Retry(ServerError(f"server error from {where} ({status}): {detail}"),
+                         _retry_after(exc))
         return ModelError(f"{where} rejected the request ({status}): {detail}")
 
-    def _where(self) -> str:
+    def where(self) -> str:
         return self.settings.base_url or "the OpenAI API"
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if self._key else text
 
 
-class _DropField(Exception):
-    """Internal: a rejected optional field was dropped; send again at once."""
-
-
-class _ServerError(ModelError):
-    """5xx after every retry."""
-
-
-def _names(exc: openai.APIStatusError, detail: str, name: str) -> bool:
+def names_field(exc: openai.APIStatusError, detail: str, name: str) -> bool:
     """Whether a 400 is about the request field ``name`` (its ``param`` or its message)."""
     param = str(getattr(exc, "param", None) or "")
     if param == name or param.startswith(name + ".") or param.startswith(name + "["):
         return True
-    return any(mention in detail for mention in _MENTIONS.get(name, (name,)))
+    return any(mention in detail for mention in MENTIONS.get(name, (name,)))
 
 
-def _data(obj: Any, spec: Any, label: str) -> dict[str, Any]:
+def checked(obj: Any, spec: Any, label: str) -> dict[str, Any]:
     """A reply object from the SDK as a plain dict, its shape checked (``shapes``)."""
     data = obj.to_dict(warnings=False) if hasattr(obj, "to_dict") else obj
     if not isinstance(data, dict):
@@ -296,7 +280,8 @@ def _data(obj: Any, spec: Any, label: str) -> dict[str, Any]:
     return data
 
 
-def _finalise(reply: Reply, content: str, calls: ToolCallAssembler) -> Reply:
+def finalise(reply: Reply, content: str, calls: ToolCallAssembler) -> Reply:
+    """``reply`` with its text and whole calls; calls that end in "stop" end in "tool_calls"."""
     reply.content = content
     reply.tool_calls = calls.finish(reply.finish_reason)
     if reply.tool_calls and reply.finish_reason == "stop":
@@ -304,13 +289,8 @@ def _finalise(reply: Reply, content: str, calls: ToolCallAssembler) -> Reply:
     return reply
 
 
-def _usage(data: dict[str, Any]) -> Usage:
-    return Usage(prompt_tokens=data.get("prompt_tokens") or 0,
-                 completion_tokens=data.get("completion_tokens") or 0,
-                 total_tokens=data.get("total_tokens") or 0)
-
-
-def _message(exc: openai.APIError) -> str:
+def error_message(exc: openai.APIError) -> str:
+    """The server's own words from an error's body, else the SDK's message."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)

@@ -5,7 +5,7 @@ conversation stays in Chat Completions shape everywhere else; this module
 translates it to Responses input items on the way out (tool calls become
 ``function_call`` items, tool results ``function_call_output`` items) and
 turns the typed stream events back into the same ``Reply``. Retries,
-fallback and error mapping are the Chat Completions provider's.
+fallback and error mapping are the base ``Provider``'s.
 """
 
 from __future__ import annotations
@@ -13,28 +13,54 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ModelError
+from ..messages import Usage
 from . import shapes
 from .assemble import ToolCallAssembler
-from .errors import ModelError
-from .messages import Usage
-from .provider import ChatProvider, Reply, _data, _finalise
+from .base import Reply, checked, finalise
+from .chat import ChatProvider
 
 
 def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat Completions messages as Responses input items."""
+    """Chat Completions messages as Responses input items.
+
+    Images of tool results follow the ``function_call_output`` items of their
+    reply as ``input_image`` parts of one user message (a function's output is
+    text only).
+    """
     items: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
     for msg in messages:
         if msg["role"] == "tool":
             items.append({"type": "function_call_output", "call_id": msg["tool_call_id"],
                           "output": msg.get("content") or ""})
+            images += image_parts(msg["tool_call_id"], msg.get("images") or [])
             continue
+        if images:
+            items.append({"role": "user", "content": images})
+            images = []
         if msg.get("content") or msg["role"] != "assistant":
             items.append({"role": msg["role"], "content": msg.get("content") or ""})
         for call in msg.get("tool_calls") or []:
             items.append({"type": "function_call", "call_id": call["id"],
                           "name": call["function"]["name"],
                           "arguments": call["function"]["arguments"]})
+    if images:
+        items.append({"role": "user", "content": images})
     return items
+
+
+def image_parts(call_id: str, images: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """A line naming the call, then each image as an ``input_image`` data URL."""
+    if not images:
+        return []
+    label = "image" if len(images) == 1 else f"{len(images)} images"
+    parts: list[dict[str, Any]] = [{"type": "input_text",
+                                    "text": f"The {label} returned by the tool call {call_id}:"}]
+    for image in images:
+        parts.append({"type": "input_image",
+                      "image_url": f"data:{image['mime_type']};base64,{image['data']}"})
+    return parts
 
 
 def to_tools(schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,6 +79,7 @@ UNSENT = ("seed",)
 
 
 class ResponsesProvider(ChatProvider):
+    takes_images = True
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """As ChatProvider; warns once about each set key that cannot be sent."""
         super().__init__(*args, **kwargs)
@@ -61,8 +88,9 @@ class ResponsesProvider(ChatProvider):
             self._notice(f"warning: {', '.join(unsent)} cannot be sent with api = \"responses\" "
                          "and is ignored (use api = \"chat\" to send it)")
 
-    def _request(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 tool_choice: Any, stream: bool) -> dict[str, Any]:
+    def build_request(self, model: str, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], tool_choice: Any,
+                      stream: bool) -> dict[str, Any]:
         s = self.settings
         request: dict[str, Any] = {"model": model, "input": to_input(messages)}
         if tools:
@@ -80,18 +108,18 @@ class ResponsesProvider(ChatProvider):
             request["stream"] = True
         if self.answer_format is not None:
             request["text"] = {"format": {"type": "json_schema", **self.answer_format}}
-        for name in self._dropped:
+        for name in self.dropped_fields:
             request.pop(name, None)
         return request
 
-    def _create(self, request: dict[str, Any]) -> Any:
+    def create(self, request: dict[str, Any]) -> Any:
         return self.client.responses.create(**request)
 
     def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
                      text: list[str], on_text: Callable[[str], None]) -> None:
         with stream:
             for event in stream:
-                data = _data(event, {"type": str}, "an event")
+                data = checked(event, {"type": str}, "an event")
                 kind = data.get("type") or ""
                 shapes.check(data, shapes.RESPONSES_EVENTS.get(kind, {}), "an event")
                 if kind == "response.output_text.delta" and data.get("delta"):
@@ -105,10 +133,10 @@ class ResponsesProvider(ChatProvider):
                 elif kind in ("response.completed", "response.incomplete"):
                     _finish(reply, data.get("response") or {}, bool(calls))
                 elif kind in ("response.failed", "error"):
-                    raise ModelError(f"{self._where()} failed the response: {_failure(data)}")
+                    raise ModelError(f"{self.where()} failed the response: {_failure(data)}")
 
-    def _whole(self, response: Any, on_text: Callable[[str], None]) -> Reply:
-        data = _data(response, shapes.RESPONSE, "the response")
+    def read_whole(self, response: Any, on_text: Callable[[str], None]) -> Reply:
+        data = checked(response, shapes.RESPONSE, "the response")
         calls = ToolCallAssembler()
         parts: list[str] = []
         for index, item in enumerate(data.get("output") or []):
@@ -121,7 +149,7 @@ class ResponsesProvider(ChatProvider):
         content = "".join(parts)
         if content:
             on_text(content)
-        return _finalise(reply, content, calls)
+        return finalise(reply, content, calls)
 
 
 def _add_call(calls: ToolCallAssembler, index: Any, item: dict[str, Any]) -> None:
