@@ -35,6 +35,7 @@ from .messages import Message, Usage
 from .providers import Reply, ResponsesProvider, shapes
 from .providers.base import MENTIONS, error_message
 from .schema import repair_prompt
+from .ui.safe_text import visible
 
 #: How many times one request is sent before its task becomes an error line.
 MAX_ATTEMPTS = 3
@@ -44,6 +45,8 @@ MAX_REQUESTS = 50_000
 POLL_ENV = "AGENTCLI_BATCH_POLL_SECONDS"
 DEFAULT_POLL = 30.0
 ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
+#: The statuses of a batch still under way.
+RUNNING = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
 #: Fields a server may reject in a batch request; dropped and remembered, as in ``run``.
 DROPPABLE = ("response_format", "text")
 
@@ -218,6 +221,11 @@ class BatchApiRun:
                 if batch.status in ENDED:
                     self._ended(job, batch)
                     return
+                if batch.status not in RUNNING:
+                    raise AgentCLIError(
+                        f"the batch {visible(str(job.batch_id))} has the status "
+                        f"'{visible(str(batch.status))[:200]}', which agentcli does not know; "
+                        "the batch stopped here, and the same command resumes it")
             self.sleep(self.poll)
 
     def _ended(self, job: Job, batch: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,9 @@ class StateFile:
     def load(self) -> State | None:
         """Raises UsageError: the file exists but is not a state file of this version."""
         try:
+            if not stat.S_ISREG(self.path.stat().st_mode):  # a FIFO waits, /dev/zero never ends
+                raise UsageError(f"{self.path} is not a regular file, so not a batch state "
+                                 "file; move it away to start the unfinished tasks again")
             text = self.path.read_bytes()
         except FileNotFoundError:
             return None

@@ -333,7 +333,9 @@ class Doctor:
             return Finding(result, what + said, "; ".join([fix] + [q.handling for q in quirks]),
                            quirks)
         good = [c for c in reply.tool_calls if usable(c, want)]
-        shown = ", ".join(f"{c.name} {short(c.arguments, 60)}" for c in reply.tool_calls)
+        shown = ", ".join(f"{short(c.name, 60)} {short(c.arguments, 60)}"
+                          for c in reply.tool_calls[:5])
+        shown += f" and {len(reply.tool_calls) - 5} more" if len(reply.tool_calls) > 5 else ""
         seen = [f"{len(reply.tool_calls)} call{'s' if len(reply.tool_calls) > 1 else ''}: {shown}"]
         seen += [q.seen for q in quirks]
         action = [q.handling for q in quirks]

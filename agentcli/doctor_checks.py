@@ -59,15 +59,17 @@ def models(doc: Doctor) -> Finding:
                        "pass -m/--model")
     doc.listing = [entry for entry in data if isinstance(entry, dict)]
     ids = [str(e["id"]) for e in doc.listing if isinstance(e.get("id"), str) and e["id"]]
-    names = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    names = ", ".join(short(i, 80) for i in ids[:5]) + (
+        f" and {len(ids) - 5} more" if len(ids) > 5 else "")
     if not ids:
         return Finding("deviates", "the list is empty", "pass -m/--model")
     if not doc.model:
         doc.model = ids[0]
         return Finding("ok", f"{len(ids)} listed: {names}",
-                       f"no model given: probing the first, {ids[0]} (as run and chat would)")
+                       f"no model given: probing the first, {short(ids[0], 80)} (as run and "
+                       "chat would)")
     if doc.model not in ids:
-        return Finding("deviates", f"{doc.model} is not listed ({names})",
+        return Finding("deviates", f"{short(doc.model, 80)} is not listed ({names})",
                        "probing it anyway; if requests fail, pass a listed name with -m")
     return Finding("ok", f"{len(ids)} listed: {names}", f"probing {doc.model}")
 

@@ -82,6 +82,10 @@ class BatchServer:
         self.held = threading.Event()
         self.ids = itertools.count(1)
         self.refuse_creates = 0  # how many batch creations to refuse next
+        #: rewrites the output file's lines (hostile result files); None leaves them
+        self.tamper: Callable[[list[bytes]], list[bytes]] | None = None
+        #: a status the batch shows instead of in_progress (one the API never sent)
+        self.odd_status: str | None = None
 
     def release(self) -> None:
         self.held.set()
@@ -140,6 +144,8 @@ class BatchServer:
         self.polls += 1
         if batch["status"] == "validating":
             batch["status"], batch["in_progress_at"] = "in_progress", int(time.time())
+        if self.odd_status is not None:
+            return 200, {**self._public(batch_id), "status": self.odd_status}
         elif batch["status"] == "in_progress" and (batch["end"] != "hold" or self.held.is_set()):
             self._end(batch)
         return 200, self._public(batch_id)
@@ -165,7 +171,10 @@ class BatchServer:
             (output if status == 200 else errors).append(item)
         for name, items in (("output_file_id", output), ("error_file_id", errors)):
             if items:
-                data = b"".join(json.dumps(item).encode() + b"\n" for item in items)
+                encoded = [json.dumps(item).encode() for item in items]
+                if self.tamper is not None and name == "output_file_id":
+                    encoded = self.tamper(encoded)
+                data = b"".join(line + b"\n" for line in encoded)
                 batch[name] = self._store(data, "batch_output", "batch_output.jsonl")
         batch["status"] = "expired" if batch["end"] == "expire" else "completed"
         batch["completed_at" if batch["status"] == "completed" else "expired_at"] = int(time.time())
@@ -534,3 +543,75 @@ def test_the_responses_api_goes_to_its_own_endpoint(here, api, tmp_path):
     assert api.batches["batch_1"]["endpoint"] == "/v1/responses"
     assert api.requests_of(1)["line-1#2"]["input"][-1] == {
         "type": "function_call_output", "call_id": "call_r1", "output": "42"}
+
+
+# --- hostile result files and batch objects ------------------------------------------------
+
+def test_a_hostile_output_file_neither_crashes_nor_answers_a_task_twice(here, api, tmp_path):
+    def tamper(lines: list[bytes]) -> list[bytes]:
+        items = [json.loads(line) for line in lines]
+        b_line = next((item for item in items if item["custom_id"] == "b#1"), None)
+        if b_line is None:  # a later job: left as it is
+            return lines
+        wrong = {**b_line, "response": {"status_code": 200, "body": {
+            "choices": [{"message": {"content": 42}}]}}}  # content of the wrong kind
+        other = {**b_line, "response": {"status_code": 200, "body": {"choices": [
+            {"message": {"role": "assistant", "content": "the second answer"},
+             "finish_reason": "stop"}]}}}
+        return [b"not json at all", b"[" * 100_000 + b"]" * 100_000, b'"a string"',
+                b"\xff\xfe binary", b"{}", json.dumps({"custom_id": "zzz#1"}).encode(),
+                json.dumps({"custom_id": ["a#1"]}).encode(),
+                b'{"custom_id": "a#1", "response": {"status_code": 200, "body": "x' +
+                b"y" * 2_000_000 + b'"}}',
+                *lines, json.dumps(wrong).encode(), json.dumps(other).encode()]
+
+    api.reset(lambda body: completion(body, "answer " + body["messages"][-1]["content"]))
+    api.tamper = tamper
+    tasks = write_tasks(tmp_path / "in.jsonl", {"id": "a", "query": "one"},
+                        {"id": "b", "query": "two"})
+    out = tmp_path / "out.jsonl"
+    result = here(*batch_args(api, tasks, out, "--no-tools"))
+    assert "Traceback" not in result.stderr
+    got = results(out)
+    assert len(out.read_text().splitlines()) == 2  # one line a task, whatever the file held
+    assert got["b"]["answer"] == "answer two"  # the first line for a custom_id counts
+    # a's first line was a 200 without a reply object: it failed, and went out again
+    assert got["a"]["answer"] == "answer one" and sorted(api.requests_of(1)) == ["a#1"]
+
+
+def test_a_batch_with_a_status_the_api_never_sends_stops_with_a_clear_error(here, api, tmp_path):
+    api.reset(lambda body: completion(body, "hi"))
+    api.odd_status = "paused\x1b[2J"
+    tasks = write_tasks(tmp_path / "in.jsonl", "hello")
+    out = tmp_path / "out.jsonl"
+    started = time.monotonic()
+    result = here(*batch_args(api, tasks, out))
+    assert time.monotonic() - started < 10
+    assert result.code != 0 and "Traceback" not in result.stderr
+    assert "paused\\u001b[2J" in result.stderr and "\x1b" not in result.stderr
+    assert (tmp_path / "out.jsonl.state").exists()  # the same command resumes it
+    api.odd_status = None
+    resumed = here(*batch_args(api, tasks, out))
+    assert resumed.code == 0, resumed.stderr
+    assert [line["answer"] for line in results(out).values()] == ["hi"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "directory", "deep"])
+def test_a_state_file_that_cannot_be_one_is_a_clear_error(here, api, tmp_path, kind):
+    tasks = write_tasks(tmp_path / "in.jsonl", "hello")
+    out = tmp_path / "out.jsonl"
+    state = tmp_path / "out.jsonl.state"
+    if kind == "fifo":
+        os.mkfifo(state)  # reading it would wait for a writer for ever
+    elif kind == "zero":
+        state.symlink_to("/dev/zero")  # reading it would never end
+    elif kind == "directory":
+        state.mkdir()
+    else:
+        state.write_text('{"version": 1, "endpoint": "/v1/chat/completions", "tasks": {"a": '
+                         '{"id": "a", "model": "m", "messages": [], "choice": '
+                         + "[" * 50_000 + "]" * 50_000 + "}}}")
+    result = here(*batch_args(api, tasks, out))
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert str(state) in result.stderr and api.created == []
+    assert state.exists() or state.is_symlink()  # left in place

@@ -394,3 +394,19 @@ def test_a_broken_reply_is_an_error_row_and_verbose_names_each_probe(srv, reply,
     assert row.result == "error" and seen in row.seen and not row.tool_call
     assert rows(report)["tool_choice_required"].result == "ok" and report.exit_code == 0
     assert "probe: tool call" in lines and any(line.startswith("request: POST") for line in lines)
+
+
+def test_huge_model_names_and_lists_are_cut_in_every_row(srv):
+    from agentcli.commands.doctor import plain
+
+    usual = scenario()
+    many = [Call(f"get_weather{'x' * 20_000}", {"city": "Paris"}, id=f"call_{n}")
+            for n in range(20)]
+    srv.responder = lambda r: tool_calls(*many) if probe_of(r) == "parallel" else usual(r)
+    srv.models[:] = ["m\x1b[2J" + "m" * 100_000] + [f"model-{n}" for n in range(5_000)]
+    report = doctor(srv)
+    shown = plain(report)
+    assert max(len(line) for line in shown.splitlines()) < 1_000
+    assert "and 4996 more" in rows(report)["models"].seen
+    assert "\x1b" not in shown and "m\\u001b[2J" in shown
+    assert "and 15 more" in rows(report)["parallel"].seen

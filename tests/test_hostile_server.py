@@ -213,3 +213,17 @@ def test_a_stream_cut_mid_answer_leaves_an_ended_line_and_says_it_is_incomplete(
     out = json.loads(as_json.stdout)  # the error object, never claimed as a complete answer
     assert as_json.code == 1 and "answer" not in out and out["error"]["exit_code"] == 1
     assert "text above" not in as_json.stderr
+
+
+# ----------------------------------------------------------------------- huge error messages
+
+@pytest.mark.parametrize("kind", [ChatProvider, ResponsesProvider])
+def test_a_huge_error_message_from_the_server_is_cut(server, kind):
+    from agentcli.errors import ModelError
+
+    server.enqueue(error(400, "no\x1b[2J" + "y" * 300_000))
+    with pytest.raises(ModelError) as caught:
+        Recorder(server, kind, api="responses" if kind is ResponsesProvider else "chat").ask()
+    message = str(caught.value)
+    assert len(message) < 1_300 and "no\x1b[2J" in message
+    assert message.endswith("… (299,006 more characters)")

@@ -156,3 +156,38 @@ def test_a_rejected_entry_never_repeats_its_values(tmp_path):
     assert "1234567890123" not in text and "hunter2" not in text
     assert "env.GITHUB_TOKEN" in text and "user name or password" in text
     assert f"{nested}: cannot read" in found.warnings[-1]
+
+
+def test_hostile_import_files_are_one_warning_each_and_the_rest_load(tmp_path):
+    import os
+
+    deep = "[" * 950 + "]" * 950  # parses, but deeper than any walk may go
+    hostile = {
+        "deep.json": ('{"mcpServers": {"deep": {"command": "x", "args": ' + deep + "}}}").encode(),
+        "latin1.json": '{"mcpServers": {"caf\xe9": {"command": "x"}}}'.encode("latin-1"),
+        "huge.json": b" " * 1_000_001,
+    }
+    paths = []
+    for name, data in hostile.items():
+        path = tmp_path / name
+        path.write_bytes(data if isinstance(data, bytes) else json.dumps(data).encode())
+        paths.append(path)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # reading it would wait for a writer for ever
+    link = tmp_path / "zero.json"
+    link.symlink_to("/dev/zero")  # reading it would never end
+    names = write_json(tmp_path / "names.json", {"mcpServers": {
+        "n" * 100_000: {"command": "x"}, "t": {"command": "x", "type": "t" * 100_000},
+        "ok": {"command": "ok", "env": {"TOKEN": "sk-secret-0123456789"}}}})
+    found = configured_servers(settings({"mcp": {"import": [
+        *map(str, paths), str(fifo), str(link), str(tmp_path), str(names)]}}),
+        cwd=tmp_path, trusted=False)
+    assert list(found.servers) == ["n" * 64, "ok"]  # a long name is cut, as any name is
+    # "nested deeper than 64 levels", or "nested too deeply" where the parser itself gives up
+    expected = ["nested", "cannot read", "larger than 1,000,000 bytes",
+                "not a regular file", "not a regular file", "not a regular file"]
+    for path, warning, what in zip([*paths, fifo, link, tmp_path], found.warnings, expected,
+                                   strict=False):
+        assert warning.startswith(f"{path}: ") and what in warning
+    assert len(found.warnings) == 7 and max(map(len, found.warnings)) < 500
+    assert not any("sk-secret" in w for w in found.warnings)

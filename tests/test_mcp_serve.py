@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -407,3 +408,80 @@ def test_a_call_asked_about_through_a_second_call_counts_once_for_the_rate_limit
     assert (answered.status, answered.result) == ("ok", "a")
     again = service.run("reader", {"path": "b"}, lambda request: Decision(True))
     assert again.status == "error" and "rate limited" in again.result
+
+
+NAP = '''
+import time
+from agentcli import tool
+
+@tool
+def nap(seconds: float) -> str:
+    """Sleep a while."""
+    time.sleep(seconds)
+    return "awake"
+'''
+
+
+def test_a_hostile_client_gets_errors_and_the_server_keeps_serving(home, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "nap.py").write_text(NAP)
+
+    def call(number: int, name: str, arguments: object) -> str:
+        return json.dumps({"jsonrpc": "2.0", "id": number, "method": "tools/call",
+                           "params": {"name": name, "arguments": arguments}})
+
+    lines = [
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                               "clientInfo": {"name": "hostile", "version": "0"}}}),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        "not json at all", "\udcff\udcfe garbage",
+        call(2, "calculator", "17*2"),                      # arguments of the wrong type
+        call(3, "current_time", {}),                         # held back: it asks
+        call(4, "calculator\x1b[2J", {}),                    # no such tool
+        call(5, "calculator", {"expression": "1+" * 500_000 + "1"}),  # huge
+        call(6, "calculator", {"expression": "2", "extra": [[[[[[1]]]]]]}),
+        '{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": '
+        '"calculator", "arguments": {"expression": NaN}}}',
+        json.dumps({"jsonrpc": "2.0", "id": 8, "method": "no/such/method"}),
+        call(11, "calculator", {"expression": json.loads("[" * 150 + "]" * 150)}),  # too deep
+        call(9, "calculator", {"expression": "6*7"}),
+    ]
+    proc = subprocess.Popen([*AGENTCLI, "mcp", "serve", "--tools-dir", str(tools), "--allow",
+                             "calculator", "--allow", "nap"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(b"".join(line.encode("utf-8", "surrogateescape") + b"\n" for line in lines))
+    proc.stdin.flush()
+    replies: dict[int, dict] = {}
+    while 9 not in replies:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read().decode()
+        reply = json.loads(line)
+        replies[reply["id"]] = reply
+    assert replies[2]["error"]["code"] == -32602  # invalid params, from the SDK
+    assert replies[8]["error"]["code"] == -32601
+    assert replies[11]["error"]["code"] == -32602  # answered, not dropped: the client waits
+
+    def said(number: int) -> str:
+        result = replies[number]["result"]
+        assert result["isError"] is (number != 9)
+        return result["content"][0]["text"]
+
+    assert "not served here (it asks for approval" in said(3)
+    assert "'calculator\x1b[2J' is not served here (no such tool)" in said(4)
+    assert "too long" in said(5) and len(said(5)) < 300
+    assert "extra" in said(6)
+    assert said(7).startswith("error:")  # NaN never reaches the tool
+    assert said(9) == "42"
+    # the client goes away in the middle of a call: the server ends, cleanly
+    proc.stdin.write(call(10, "nap", {"seconds": 1}).encode() + b"\n")
+    proc.stdin.flush()
+    time.sleep(0.3)
+    proc.stdin.close()
+    proc.stdout.close()
+    assert proc.wait(timeout=30) == 0
+    stderr = proc.stderr.read().decode()
+    assert "Traceback" not in stderr
+    assert "the request 11 (tools/call) is nested deeper than 100 levels" in stderr

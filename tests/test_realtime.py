@@ -395,3 +395,16 @@ def test_a_copy_has_its_own_connection_closed_when_dropped(rt):
         time.sleep(0.02)
     assert rt.ended == 1
     original.close()
+
+
+def test_huge_error_messages_from_a_realtime_server_are_cut(rt):
+    huge = "m\x1b]0;x\x07" + "y" * 200_000
+    rt.enqueue([created("r"), error_event(huge)],
+               [created("r2"), done("r2", [], status="cancelled", reason=huge)])
+    p = provider(rt.base_url, max_retries=0)
+    for _ in range(2):
+        with pytest.raises(ModelError) as caught:
+            p.complete(user("hi"), CALC)
+        assert len(str(caught.value)) < 1_300
+        assert "m\x1b]0;x\x07yyy" in str(caught.value)  # made visible where it is printed
+        assert "… (199,007 more characters)" in str(caught.value)

@@ -148,6 +148,24 @@ def test_the_live_preview_shows_only_the_tail_of_a_long_block():
     assert len(splitter.tail(10, max_chars=50)) < 60
 
 
+def test_the_preview_keeps_a_finished_paragraph_apart_from_the_next_one():
+    out = console()
+    renderer = MarkdownStream(out, live=False)
+    renderer.feed("The first paragraph.\n\nThe second one is still comi")  # first not printed yet
+    preview = ["".join(s.text for s in line).rstrip() for line in out.render_lines(renderer)]
+    assert preview == ["The first paragraph.", "", "The second one is still comi"]
+
+
+def test_the_preview_starts_where_the_block_will_be_printed():
+    out = console()
+    renderer = MarkdownStream(out, live=False)
+    renderer.feed("The first paragraph.\n\nThe second\none is still comi")  # the first printed
+    preview = ["".join(s.text for s in line).rstrip() for line in out.render_lines(renderer)]
+    assert preview == ["", "The second one is still comi"]  # after the blank line to come
+    renderer.close()
+    assert [line.rstrip() for line in out.file.getvalue().splitlines()[1:]] == preview
+
+
 def test_turn_view_prints_answers_and_tool_lines():
     out = console()
     view = TurnView(out, live=False)

@@ -243,3 +243,96 @@ def test_a_run_sends_the_readable_page_to_the_model(cli, server, run_args, srv, 
     assert "\n\n# Why the Night Trains Came Back\n" in sent["content"]
     assert "[... cut at 500 characters" in sent["content"]
     assert "Accept all" not in sent["content"]
+
+
+# --- hostile pages -------------------------------------------------------------------------
+
+def test_a_tag_with_a_huge_number_of_attributes_is_read_quickly():
+    # the parser compares each attribute with all before it: 100,000 take minutes
+    attrs = " ".join(f'data-a{i}="{i}"' for i in range(100_000))
+    quoted = " ".join(f'a{i}="<>"' for i in range(50_000))  # quotes hide < and >
+    started = time.monotonic()
+    for html in (f"<title>T</title><p {attrs}>kept text</p><a href='/x'>link</a>",
+                 f"<title>T</title><p {quoted}>kept text</p><a href='/x'>link</a>"):
+        page = html_to_markdown(html, "http://e.example/")
+        assert page.title == "T" and "kept text" in page.text
+        assert "[link](http://e.example/x)" in page.text  # short tags keep their attributes
+    assert time.monotonic() - started < 8
+    unclosed = html_to_markdown("<p>before</p><p " + "a " * 100_000, "http://e.example/")
+    assert unclosed.text.startswith("before")
+
+
+@pytest.mark.parametrize("charset", ["rot13", "zlib", "unicode_escape", "raw_unicode_escape",
+                                     "utf-7", "cp037", "idna", "no-such-charset"])
+def test_a_charset_that_is_no_web_text_encoding_is_read_as_utf_8(srv, charset):
+    kind = f"text/html;charset={charset}"
+    result = page(srv, "article.html", kind)
+    assert "# Why the Night Trains Came Back" in result
+    assert decode_html(b"<p>a\\u001b[2J +ADw-b+AD4-</p>", charset) == (
+        "<p>a\\u001b[2J +ADw-b+AD4-</p>")  # not turned into ESC or a tag
+    assert decode_html(f'<meta charset="{charset}"><p>\\x41</p>'.encode(), None).endswith(
+        "<p>\\x41</p>")
+    http_get = {t.name: t for t in http_tools(HttpSettings(
+        allow_hosts=[f"127.0.0.1:{srv.port}"], timeout=5.0))}["http_get"]
+    raw = http_get(**http_get.validate({"url": srv.url(
+        f"/page?name=article.html&type=text/plain;charset={charset}")}))
+    assert "Why the Night Trains Came Back" in raw
+
+
+def test_control_characters_in_a_page_are_replaced_before_parsing():
+    controls = "".join(chr(c) for c in range(1, 32) if chr(c) not in "\t\n\r")
+    page = html_to_markdown(f"<title>a\x1b]0;pwned\x07</title><div><p>{controls}text</p>"
+                            f"<script>x()</script>{controls}\uffff tail</div>",
+                            "http://e.example/")
+    assert page.title == "a\ufffd]0;pwned\ufffd"
+    assert "text" in page.text and "tail" in page.text
+    assert not any(ch in page.text for ch in controls + "\uffff")
+
+
+def test_escapes_in_a_page_title_and_text_are_visible_in_the_result_line():
+    from agentcli.events import ToolRecord
+    from agentcli.ui.render import tool_result_line
+
+    page = html_to_markdown("<title>\u2066pwned\u2069 \u202eevil</title><p>a\u200bb</p>",
+                            "http://e.example/")
+    result = f"title: {page.title}\n\n{page.text}\n\x1b[2J\x1b]0;x\x07"  # as http_get has it
+    line = tool_result_line(ToolRecord(id="c1", name="web_fetch", arguments={"url": "http://e.example/"},
+                                       result=result, status="ok", duration_ms=1)).plain
+    assert not any(ch in line for ch in "\x1b\x07\u202e\u2066\u2069\u200b")
+    assert "\\u2066pwned\\u2069 \\u202eevil" in line and "a\\u200bb" in line
+    assert "\\u001b[2J\\u001b]0;x\\u0007" in line
+
+
+def test_a_binary_body_labelled_as_html_is_named_not_parsed(srv):
+    import httpx2
+    from http_server import PNG
+
+    from agentcli.tools.http import Body
+    from agentcli.tools.webpage import render
+
+    size = (PAGES / "report.pdf").stat().st_size
+    assert content(page(srv, "report.pdf", "text/html")).startswith(
+        f"[a PDF document, {size} bytes;")
+    for data, kind in ((PNG, "text/html"), (bytes(range(256)) * 100, "application/xhtml+xml"),
+                       (b"\x00\x01garbage" * 1000, "")):
+        response = httpx2.Response(200, headers={"content-type": kind} if kind else {},
+                                   content=data, request=httpx2.Request("GET", "http://e.example/"))
+        shown = content(render(response, Body(data), 20_000, 1_000_000))
+        assert shown.startswith("[binary content (") and shown.endswith(" bytes; not shown]")
+    utf16 = "\ufeff<title>Wide</title><p>wide text</p>".encode("utf-16-le")
+    response = httpx2.Response(200, headers={"content-type": "text/html"}, content=utf16,
+                               request=httpx2.Request("GET", "http://e.example/"))
+    assert "wide text" in render(response, Body(utf16), 20_000, 1_000_000)
+
+
+
+def test_a_redirect_loop_with_huge_locations_is_one_short_error(srv):
+    import urllib.parse
+
+    url = "/text"
+    for _ in range(7):  # more hops than allowed, each Location longer than the last
+        url = f"/redirect?to={urllib.parse.quote(url, safe='')}&pad={'x' * 300}"
+    tool = web_fetch(srv)
+    with pytest.raises(ToolError, match="too many redirects: more than 5") as caught:
+        tool(**tool.validate({"url": srv.url(url)}))
+    assert len(str(caught.value)) < 300 and "characters)" in str(caught.value)

@@ -101,6 +101,14 @@ class Seen:
 
 
 @dataclass
+class Drip:
+    """An answer that sends a space every ``interval`` seconds, ``count`` times."""
+
+    interval: float
+    count: int
+
+
+@dataclass
 class Apis:
     base: str
     seen: list[Seen] = field(default_factory=list)
@@ -120,7 +128,16 @@ def api_server() -> Iterator[Apis]:
                                    time.monotonic()))
             status, body = state.override.get(url.path) or answer(url.path, query,
                                                                   self.headers)
-            data = json.dumps(body).encode()
+            if isinstance(body, Drip):  # headers at once, then a byte at a time
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                for _ in range(body.count):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(body.interval)
+                return
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
@@ -316,3 +333,70 @@ def test_run_geocodes_with_the_shipped_tools_dir(cli, server, run_args, apis):
     message = server.requests[1].body["messages"][-1]
     assert message["role"] == "tool" and message["tool_call_id"] == "g1"
     assert json.loads(message["content"])["matches"][0]["lat"] == 48.8582599
+
+
+# ------------------------------------------------------------------- hostile answers
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b"<html>Bad gateway</html>", "not JSON"),
+    (DEEP, "not JSON"),
+    (b"", "not JSON"),
+    ({"results": "none"}, "without a results list"),
+])
+def test_web_search_malformed_answers_are_one_clear_error(apis, monkeypatch, body, error):
+    monkeypatch.setenv("AGENTCLI_SEARXNG_URL", f"{apis.base}/searx/")
+    apis.override["/searx/search"] = (200, body)
+    with pytest.raises(ToolError, match=error):
+        call(load("web_search.py")["web_search"], query="anything")
+
+
+def test_web_search_keeps_only_followable_links_and_cuts_long_fields(apis, monkeypatch):
+    monkeypatch.setenv("AGENTCLI_SEARXNG_URL", f"{apis.base}/searx/")
+    apis.override["/searx/search"] = (200, {"results": [
+        {"url": "javascript:alert(1)", "title": "script", "content": "x"},
+        {"url": "https://e.example/" + "a" * 100_000, "title": "huge url", "content": "x"},
+        {"url": {"href": "https://e.example/"}, "title": "url of the wrong kind"},
+        {"url": "https://e.example/ok", "title": "t" * 100_000, "content": ["not", "text"]},
+        "not an object", None, 42]})
+    result = call(load("web_search.py")["web_search"], query="anything")
+    assert [r["url"] for r in result["results"]] == ["https://e.example/ok"]
+    (only,) = result["results"]
+    assert len(only["title"]) == 503 and only["snippet"] == ""
+
+
+def test_geocode_skips_places_without_a_real_position(apis):
+    places = [{**EIFFEL, "lat": lat, "lon": "2.29"} for lat in
+              ("nan", "inf", "-1e999", "700", None, [], "north")]
+    apis.override["/nominatim/search"] = (200, places)
+    geocode = load("geocode.py")["geocode"]
+    with pytest.raises(ToolError, match="no place called"):
+        call(geocode, place="Eiffel Tower")
+    apis.override["/nominatim/search"] = (200, [*places, {**EIFFEL, "display_name": {"x": 1}}])
+    (match,) = call(geocode, place="Eiffel Tower")["matches"]
+    assert match["name"] == "" and json.dumps(match, allow_nan=False)
+    apis.override["/nominatim/reverse"] = (200, {**EIFFEL, "lat": "NaN"})
+    with pytest.raises(ToolError, match="unexpected answer"):
+        call(load("geocode.py")["reverse_geocode"], lat=1.0, lon=2.0)
+
+
+def test_a_server_that_drips_its_answer_is_cut_by_an_overall_deadline(apis, monkeypatch):
+    monkeypatch.setenv("AGENTCLI_SEARXNG_URL", f"{apis.base}/searx/")
+    apis.override["/searx/search"] = (200, Drip(0.1, 100))
+    apis.override["/nominatim/search"] = (200, Drip(0.1, 100))
+    for filename, name, arguments in (("web_search.py", "web_search", {"query": "x"}),
+                                      ("geocode.py", "geocode", {"place": "x"})):
+        tool = load(filename)[name]
+        monkeypatch.setitem(tool.func.__globals__, "TIMEOUT", 0.5)
+        started = time.monotonic()
+        with pytest.raises(ToolError, match=r"did not answer within 0\.5 s"):
+            call(tool, **arguments)
+        assert time.monotonic() - started < 3  # each read came in time: 10 s without the cut
+
+
+def test_search_and_map_results_mark_the_conversation_as_holding_outside_text():
+    loaded = {**load("web_search.py"), **load("geocode.py")}
+    assert {name: t.untrusted_output for name, t in loaded.items()} == {
+        "web_search": True, "geocode": True, "reverse_geocode": True}

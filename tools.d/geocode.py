@@ -42,6 +42,7 @@ MIN_INTERVAL = 1.0  # seconds between two requests: the usage policy's maximum r
 TIMEOUT = 10.0
 MAX_BODY = 1024 * 1024  # bytes
 MAX_PLACE = 300
+MAX_NAME = 1_000  # characters of a place name in a result
 MATCHES = 3
 
 _turn = threading.Lock()
@@ -93,16 +94,18 @@ def reverse_geocode(lat: Annotated[float, Field(ge=-90, le=90)],
 
 
 def _has_point(item: dict[str, Any]) -> bool:
+    """Whether ``item`` holds a real position (no NaN, infinity or latitude 700)."""
     try:
-        float(item["lat"]), float(item["lon"])
-    except (KeyError, TypeError, ValueError):
+        lat, lon = float(item["lat"]), float(item["lon"])
+    except (KeyError, TypeError, ValueError, OverflowError):
         return False
-    return True
+    return -90 <= lat <= 90 and -180 <= lon <= 180
 
 
 def _place(item: dict[str, Any]) -> dict[str, Any]:
     """The fields worth showing: name, coordinates as numbers, kind, OSM object."""
-    place: dict[str, Any] = {"name": item.get("display_name") or item.get("name") or "",
+    name = item.get("display_name") or item.get("name")
+    place: dict[str, Any] = {"name": name[:MAX_NAME] if isinstance(name, str) else "",
                              "lat": float(item["lat"]), "lon": float(item["lon"])}
     kind = [str(item[k]) for k in ("category", "type") if item.get(k)]
     if kind:
@@ -137,6 +140,7 @@ def _request(path: str, params: dict[str, Any]) -> Any:
 def _get_json(url: str, params: dict[str, Any]) -> Any:
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     try:
+        deadline = time.monotonic() + TIMEOUT  # httpx2's timeout is per read: a drip
         with httpx2.Client(trust_env=False, timeout=TIMEOUT, follow_redirects=False) as client, \
                 client.stream("GET", url, params=params, headers=headers) as response:
             body = bytearray()
@@ -144,6 +148,8 @@ def _get_json(url: str, params: dict[str, Any]) -> Any:
                 body += chunk
                 if len(body) > MAX_BODY:
                     raise ToolError(f"Nominatim sent more than {MAX_BODY:,} bytes; gave up")
+                if time.monotonic() > deadline:
+                    raise httpx2.ReadTimeout("the answer came too slowly")
             status = response.status_code
     except httpx2.TimeoutException:
         raise ToolError(f"Nominatim did not answer within {TIMEOUT:g} s") from None
@@ -158,5 +164,6 @@ def _get_json(url: str, params: dict[str, Any]) -> Any:
         raise ToolError(f"Nominatim answered HTTP {status}")
     try:
         return json.loads(body)
-    except ValueError:
-        raise ToolError("Nominatim sent a body that is not JSON") from None
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to read
+        raise ToolError("Nominatim sent a body that is not JSON (or JSON nested too "
+                        "deeply)") from None

@@ -23,6 +23,7 @@ import html
 import json
 import os
 import re
+import time
 from typing import Annotated, Any
 
 import httpx2
@@ -38,7 +39,8 @@ BRAVE_URL = "https://api.search.brave.com/res/v1/web/search"
 TIMEOUT = 15.0
 MAX_BODY = 2 * 1024 * 1024  # bytes
 MAX_QUERY = 400  # Brave refuses queries over 400 characters
-MAX_SNIPPET = 500
+MAX_SNIPPET = 500  # characters of a title or snippet
+MAX_URL = 2_000
 _TAG = re.compile(r"<[^>]{0,200}>")
 
 
@@ -104,14 +106,17 @@ def _results(items: list[Any], snippet_key: str) -> list[dict[str, str]]:
     """Title, URL and snippet of each well-formed result (tags and entities removed)."""
     results = []
     for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
-            continue
-        snippet = _text(item.get(snippet_key))
-        if len(snippet) > MAX_SNIPPET:
-            snippet = snippet[:MAX_SNIPPET] + "..."
-        results.append({"title": _text(item.get("title")), "url": item["url"],
-                        "snippet": snippet})
+        url = item.get("url") if isinstance(item, dict) else None
+        if not isinstance(url, str) or len(url) > MAX_URL or \
+                not url.lower().startswith(("http://", "https://")):
+            continue  # no result, or a link no one should follow (javascript:, data:)
+        results.append({"title": _cut(_text(item.get("title"))), "url": url,
+                        "snippet": _cut(_text(item.get(snippet_key)))})
     return results
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_SNIPPET else text[:MAX_SNIPPET] + "..."
 
 
 def _text(value: Any) -> str:
@@ -137,6 +142,7 @@ def _get_json(service: str, url: str, params: dict[str, Any],
     """GET ``url``; the status and the parsed JSON body (None if it is not JSON)."""
     headers = {"User-Agent": f"agentcli/{__version__} (web_search example plugin)", **headers}
     try:
+        deadline = time.monotonic() + TIMEOUT  # httpx2's timeout is per read: a drip
         with httpx2.Client(trust_env=False, timeout=TIMEOUT, follow_redirects=False) as client, \
                 client.stream("GET", url, params=params, headers=headers) as response:
             body = bytearray()
@@ -144,6 +150,8 @@ def _get_json(service: str, url: str, params: dict[str, Any],
                 body += chunk
                 if len(body) > MAX_BODY:
                     raise ToolError(f"{service} sent more than {MAX_BODY:,} bytes; gave up")
+                if time.monotonic() > deadline:
+                    raise httpx2.ReadTimeout("the answer came too slowly")
             status = response.status_code
     except httpx2.TimeoutException:
         raise ToolError(f"{service} did not answer within {TIMEOUT:g} s") from None
@@ -152,8 +160,8 @@ def _get_json(service: str, url: str, params: dict[str, Any],
                         f"{str(exc)[:200]}") from None
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to read
         data = None
     if status == 200 and data is None:
-        raise ToolError(f"{service} sent a body that is not JSON")
+        raise ToolError(f"{service} sent a body that is not JSON (or JSON nested too deeply)")
     return status, data

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from ..doctor import Report, Row
+from ..doctor import Report, Row, short
 from ..doctor_checks import PROBES, diagnose
 from ..endpoint import resolve
 from ..ui.safe_text import json_visible, visible
@@ -83,7 +83,7 @@ def _settings(opts: DoctorOptions, console: Console) -> Settings:
 def summary(report: Report) -> str:
     where = report.base_url or "the OpenAI API"
     verdict = "tool calls work" if report.tools_work else "no usable tool call came back"
-    return f"{where}, model {report.model or '?'}, api {report.api}: {verdict}"
+    return f"{where}, model {short(report.model or '?', 80)}, api {report.api}: {verdict}"
 
 
 def plain(report: Report) -> str:

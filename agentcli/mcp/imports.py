@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..config import SERVER_NAME, McpServer, Settings
+from ..nesting import shape_problem
 
 LOCAL_FILE = ".mcp.json"
 MAX_BYTES = 1_000_000
@@ -108,16 +110,25 @@ def _read(path: Path, warnings: list[str], *, explicit: bool) -> list[tuple[str,
     """The servers of one file; a missing (when named explicitly) or broken file is
     one warning."""
     try:
-        if path.stat().st_size > MAX_BYTES:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO waits, /dev/zero never ends
+            warnings.append(f"{path}: not read: not a regular file")
+            return []
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
             warnings.append(f"{path}: not read: larger than {MAX_BYTES:,} bytes")
             return []
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         if explicit:
             warnings.append(f"{path}: MCP import file not found (listed in mcp.import)")
         return []
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         warnings.append(f"{path}: cannot read the MCP servers in it ({_reason(exc)})")
+        return []
+    problem = shape_problem(data)
+    if problem is not None:  # every walk below stays far from the recursion limit
+        warnings.append(f"{path}: cannot read the MCP servers in it (it {problem})")
         return []
     entries = data.get("mcpServers") if isinstance(data, dict) else None
     if not isinstance(entries, dict):
@@ -143,7 +154,8 @@ def _server(raw_name: str, entry: Any, path: Path,
             warnings: list[str]) -> tuple[str, McpServer] | None:
     """One ``mcpServers`` entry as a server, or None (with a warning) if it cannot be used."""
     name = _BAD_NAME.sub("_", raw_name)[:64]
-    where = f"{path}: server {json.dumps(raw_name, ensure_ascii=True)}"
+    shown = raw_name if len(raw_name) <= 80 else raw_name[:80] + "..."
+    where = f"{path}: server {json.dumps(shown, ensure_ascii=True)}"
     if not SERVER_NAME.fullmatch(name):
         warnings.append(f"{where}: skipped: it has no usable name")
         return None
@@ -152,7 +164,7 @@ def _server(raw_name: str, entry: Any, path: Path,
         return None
     kind = entry.get("type")
     if kind == "sse" or (isinstance(kind, str) and kind not in HTTP_TYPES | {"stdio"}):
-        warnings.append(f"{where}: skipped: the {kind!r} transport is not supported "
+        warnings.append(f"{where}: skipped: the {kind[:40]!r} transport is not supported "
                         "(stdio and streamable HTTP are)")
         return None
     fields = {key: _cursor_variables(entry[key]) for key in

@@ -30,7 +30,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ..audit import AuditLog
 from ..config import ToolSettings
@@ -39,6 +39,7 @@ from ..errors import UsageError
 from ..events import ApprovalRequest, Decision, ToolRecord
 from ..executor import Limits, ToolExecutor
 from ..messages import ToolCall
+from ..nesting import shape_problem
 from ..policy import Rules, canonical
 from ..tools.base import Tool
 from ..tools.guards import Guards
@@ -257,8 +258,43 @@ async def _serve(service: Service, wire: tuple[BinaryIO, BinaryIO],
                                  on_call_tool=_caller(service, log))
     stdin = anyio.wrap_file(io.TextIOWrapper(wire[0], encoding="utf-8", errors="replace"))
     stdout = anyio.wrap_file(io.TextIOWrapper(wire[1], encoding="utf-8", write_through=True))
-    async with stdio_server(stdin, stdout) as (read, write):
+    async with stdio_server(cast(Any, _Bounded(stdin, log)), stdout) as (read, write):
         await server.run(read, write, server.create_initialization_options())
+
+
+WIRE_DEPTH = 100
+"""Most levels of nesting in a message from the client (the SDK's JSON parser stops
+near 200 and then drops the message without an answer)."""
+
+
+class _Bounded:
+    """The client's lines; a request nested deeper than ``WIRE_DEPTH`` is replaced by
+    one with the same id and empty parameters, which the SDK answers with an "invalid
+    parameters" error (a tool call needs a name): else the SDK drops it and the client
+    waits for ever."""
+
+    def __init__(self, lines: Any, log: Callable[[str], None]) -> None:
+        self.lines, self.log = lines, log
+
+    async def __aiter__(self) -> Any:
+        async for line in self.lines:
+            yield self.bounded(line)
+
+    def bounded(self, line: str) -> str:
+        if line.count("[") + line.count("{") <= WIRE_DEPTH:
+            return line  # cannot be too deep
+        try:
+            message = json.loads(line)
+        except (ValueError, RecursionError):
+            return line  # the SDK reports what it cannot read
+        if not isinstance(message, dict) or "id" not in message or "method" not in message \
+                or shape_problem(message, WIRE_DEPTH) is None:
+            return line
+        self.log(f"the request {visible(json.dumps(message['id']))[:80]} "
+                 f"({visible(str(message['method']))[:80]}) is nested deeper than {WIRE_DEPTH} "
+                 "levels; it is answered with an error")
+        return json.dumps({"jsonrpc": "2.0", "id": message["id"], "method": message["method"],
+                           "params": {}})
 
 
 def _can_elicit(ctx: Any) -> bool:

@@ -225,7 +225,7 @@ class Provider:
     def _translate(self, exc: openai.APIError, request: dict[str, Any]) -> Exception:
         """Map an SDK error to ours; ``Retry`` and ``DropField`` steer the retry loop."""
         where = self.where()
-        detail = self.scrub(error_message(exc))
+        detail = said(self.scrub(error_message(exc)))
         if isinstance(exc, openai.APITimeoutError):
             return Retry(ModelTimeout(f"no answer from {where} within "
                                       f"{self.settings.request_timeout:g} s"), 0)
@@ -287,6 +287,18 @@ def finalise(reply: Reply, content: str, calls: ToolCallAssembler) -> Reply:
     if reply.tool_calls and reply.finish_reason == "stop":
         reply.finish_reason = "tool_calls"
     return reply
+
+
+MAX_SAID = 1_000
+"""Most characters of a server's own error message quoted in ours."""
+
+
+def said(text: str, limit: int = MAX_SAID) -> str:
+    """A server's message as quoted in an error: cut to ``limit`` characters (a server
+    can send megabytes), saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
 def error_message(exc: openai.APIError) -> str:

@@ -50,7 +50,7 @@ from ..errors import (
 from ..messages import Message, Usage
 from . import shapes
 from .assemble import ToolCallAssembler
-from .base import DropField, Reply, Retry, ServerError, checked, finalise
+from .base import DropField, Reply, Retry, ServerError, checked, finalise, said
 from .chat import ChatProvider
 from .responses import to_tool_choice, to_tools  # the same flat function tools
 
@@ -297,7 +297,7 @@ class RealtimeProvider(ChatProvider):
                     error = data.get("error") or {}
                     self._drop_rejected(error, session)
                     detail = error.get("message") or error.get("code") or "unknown error"
-                    raise ModelError(f"{self.where()} reported an error: {self.scrub(detail)}")
+                    raise ModelError(f"{self.where()} reported an error: {said(self.scrub(detail))}")
         finally:
             watch.stop()
         content = "".join(text)
@@ -308,9 +308,9 @@ class RealtimeProvider(ChatProvider):
     def _drop_rejected(self, error: dict[str, Any], session: dict[str, Any]) -> None:
         """An error naming an optional session field that was sent: leave it out from
         now on and send again (``DropField``), as for Chat Completions."""
-        said = f"{error.get('param') or ''} {error.get('message') or ''}"
+        message = f"{error.get('param') or ''} {error.get('message') or ''}"
         for name in OPTIONAL_SESSION:
-            if name in session and name not in self.dropped_fields and name in said:
+            if name in session and name not in self.dropped_fields and name in message:
                 self.dropped_fields.add(name)
                 raise DropField()
 
@@ -325,14 +325,15 @@ class RealtimeProvider(ChatProvider):
         reason = details.get("reason")
         if status == "failed":
             error = details.get("error") or {}
-            detail = self.scrub(error.get("message") or error.get("code") or "no reason given")
+            detail = said(self.scrub(error.get("message") or error.get("code")
+                                     or "no reason given"))
             if "server_error" in (error.get("type"), error.get("code")):
                 # like a 5xx: tried again while no text was shown
                 raise Retry(ServerError(f"server error from {self.where()}: {detail}"), 0)
             raise ModelError(f"{self.where()} failed the response: {detail}")
         if status == "cancelled":
             raise ModelError(f"{self.where()} cancelled the response "
-                             f"({reason or 'no reason given'})")
+                             f"({said(reason or 'no reason given')})")
         if status == "incomplete" and reason == "max_output_tokens":
             reply.finish_reason = "length"
         elif status == "incomplete" and reason == "content_filter":
@@ -376,7 +377,7 @@ class RealtimeProvider(ChatProvider):
         """The HTTP answer that refused the WebSocket upgrade, as for Chat Completions."""
         where = self.where()
         status = exc.response.status_code
-        detail = self.scrub(_body_message(exc.response.body) or exc.response.reason_phrase)
+        detail = said(self.scrub(_body_message(exc.response.body) or exc.response.reason_phrase))
         if status in (401, 403):
             var = self.settings.api_key_env or "OPENAI_API_KEY"
             return AuthError(f"{where} refused the request ({status}): {detail.rstrip('.')}. "

@@ -169,7 +169,7 @@ class Fetch:
             response.close()
             if hop == MAX_REDIRECTS:
                 raise HttpFailed(f"too many redirects: more than {MAX_REDIRECTS} "
-                                 f"(the last one pointed to {location})")
+                                 f"(the last one pointed to {clip(location)})")
             request = next_request(client, request, response.status_code, location, policy)
         raise AssertionError("unreachable")
 
@@ -326,12 +326,11 @@ def render_body(body: Body, content_type: str, response: httpx2.Response, cap: i
 
 
 def _charset(response: httpx2.Response) -> str:
-    name = response.charset_encoding or "utf-8"
-    try:
-        "".encode(name)
-    except LookupError:
-        return "utf-8"
-    return name
+    """The body's codec: its charset if that names an ASCII-compatible text encoding
+    (not ``rot13``, ``unicode_escape`` or UTF-7), else UTF-8."""
+    from .webpage import charset_codec
+
+    return charset_codec(response.charset_encoding) or "utf-8"
 
 
 # --- the tools --------------------------------------------------------------------------

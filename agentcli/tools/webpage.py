@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,15 @@ _DROP_WORDS = frozenset({"cookie", "cookies", "consent", "gdpr", "newsletter", "
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _BLOCKS = frozenset({"p", "div", "ul", "ol", "table", "pre", "blockquote", "section", "dl"})
 _WORD = re.compile(r"[a-z]+")
+MAX_TAG = 2_000
+"""The longest start tag (name and attributes) kept as written. lxml's parser checks
+each attribute against all before it, so one tag with 100,000 attributes takes
+minutes; longer tags keep their name and lose their attributes before parsing."""
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+"""Characters lxml cannot hold in a tree: kept, an edit of the tree (dropping a
+script next to them) fails; they become U+FFFD before parsing."""
+_START_TAG = re.compile(r"""<[A-Za-z](?:[^>"']++|"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z))*+(?:>|\Z)""")
+_TAG_NAME = re.compile(r"<[A-Za-z][^\s/>\"'=<]{0,100}")
 
 
 def render(response: httpx2.Response, body: Body, max_chars: int, cap: int) -> str:
@@ -77,7 +87,8 @@ def render(response: httpx2.Response, body: Body, max_chars: int, cap: int) -> s
                 "does not decode; nothing to show]")
     elif not body.data:
         text = "(empty body)"
-    elif mime in HTML_TYPES or (not mime and _looks_like_html(body.data)):
+    elif (mime in HTML_TYPES or (not mime and _looks_like_html(body.data))) \
+            and not _binary(body.data):
         page = html_to_markdown(decode_html(body.data, response.charset_encoding),
                                 str(response.url), max_chars)
         if page.title:
@@ -120,6 +131,15 @@ def _notes(body: Body, cap: int) -> list[str]:
     return notes
 
 
+def _binary(data: bytes) -> bool:
+    """Whether a body labelled as HTML is not text at all (an image, a PDF, an archive
+    served as text/html): a PDF's signature, or NUL bytes without a UTF-16 BOM."""
+    if data.startswith(b"%PDF-"):
+        return True
+    return b"\x00" in data[:4096] and not data.startswith((codecs.BOM_UTF16_LE,
+                                                          codecs.BOM_UTF16_BE))
+
+
 def _looks_like_html(data: bytes) -> bool:
     start = data[:512].lstrip().lower()
     return start.startswith((b"<!doctype html", b"<html"))
@@ -145,18 +165,30 @@ def _other(body: Body, mime: str, charset: str | None, size: str) -> str:
 
 # --- HTML ---------------------------------------------------------------------------------
 
+_ASCII_PROBE = b"<p class='a+b-c'>\\x41 \\u0041 &amp; +AD4- z</p>"
+
+
 def _codec(label: str | bytes | None) -> str | None:
-    """The Python codec for a charset label, or None if unknown. Latin-1 and ASCII
-    labels mean Windows-1252, as browsers read them."""
+    """The Python codec for a charset label, or None if it names no text encoding
+    that reads ASCII as ASCII (``rot13``, ``zlib``, ``unicode_escape``, UTF-7, EBCDIC
+    and other labels a page must not choose). Latin-1 and ASCII labels mean
+    Windows-1252, as browsers read them."""
     if isinstance(label, bytes):
         label = label.decode("ascii", "replace")
     if not label:
         return None
     try:
-        name = codecs.lookup(label.strip()).name
-    except LookupError:
+        info = codecs.lookup(label.strip())
+        fits = info._is_text_encoding and \
+            _ASCII_PROBE.decode(info.name, "replace") == _ASCII_PROBE.decode("ascii")
+    except (LookupError, UnicodeError, ValueError):
         return None
-    return "cp1252" if name in ("latin-1", "iso8859-1", "ascii") else name
+    if not fits:
+        return None
+    return "cp1252" if info.name in ("latin-1", "iso8859-1", "ascii") else info.name
+
+
+charset_codec = _codec
 
 
 def decode_html(data: bytes, header_charset: str | None) -> str:
@@ -200,7 +232,8 @@ def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
 
     parser = lxml.html.HTMLParser(encoding="utf-8")
     try:
-        doc = lxml.html.document_fromstring(html.encode("utf-8", "replace"), parser=parser)
+        doc = lxml.html.document_fromstring(
+            _short_tags(_NOT_XML.sub("\ufffd", html)).encode("utf-8", "replace"), parser=parser)
     except (lxml.etree.ParserError, ValueError):  # empty, or nothing but a comment
         return Page(None, "")
     problem = None
@@ -228,6 +261,25 @@ def html_to_markdown(html: str, url: str, limit: int = 1_000_000) -> Page:
     except RecursionError:  # nesting too deep for the converter: the plain text
         text = _SPACES.sub(" ", chosen.text_content()).strip()
     return Page(title, text, omitted, problem)
+
+
+def _short_tags(html: str) -> str:
+    """``html`` with the attributes of every start tag longer than ``MAX_TAG`` removed.
+
+    A quote inside a tag runs to the same quote, wherever it stands, so a tag is
+    never judged shorter than the parser reads it; a tag or quote left open runs to
+    the end. Every match succeeds, so the scan is linear.
+    """
+    pieces, done = [], 0
+    for tag in _START_TAG.finditer(html):
+        if tag.end() - tag.start() > MAX_TAG:
+            name = _TAG_NAME.match(html, tag.start())
+            pieces += [html[done:tag.start()], name.group() if name else "<"]
+            done = tag.end() - 1 if tag.group().endswith(">") else tag.end()
+    if not pieces:
+        return html
+    pieces.append(html[done:])
+    return "".join(pieces)
 
 
 def _text_length(element: Any) -> int:
@@ -317,6 +369,9 @@ def _main_content(doc: Any) -> Any:
 
     if sum(1 for _ in doc.iter()) > MAX_SCORED:
         return None
+    # readability logs its failures with a traceback; a page it cannot score is
+    # simply shown whole (the logger would print to stderr, mid-answer)
+    logging.getLogger("readability.readability").disabled = True
     try:
         summary = Document(doc).summary(html_partial=True)
         return lxml.html.document_fromstring(summary).find("body")

@@ -20,12 +20,13 @@ characters are shown as visible escapes (``safe_text.visible`` in its
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 
 from markdown_it.token import Token
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.live import Live
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderHook, RenderResult
 from rich.markdown import Markdown
+from rich.segment import ControlType, Segment, Segments
 from rich.status import Status
 from rich.text import Text
 
@@ -128,12 +129,142 @@ class BlockSplitter:
 
     def tail(self, max_lines: int, max_chars: int = PREVIEW_CHARS) -> str:
         """The end of the unfinished block, for the live preview (bounded in size)."""
-        lines = self._lines[-max_lines:]
+        lines = [*self._lines[-max_lines:], *[""] * min(self._blanks, 1)]  # paragraphs apart
         partial = "".join(self._partial[-max_chars:])
         text = "\n".join([*lines, partial])[-max_chars:]
         if self._fence is not None and not text.startswith(self._opener):
             text = self._opener + "\n" + text
         return text
+
+
+# Erase the row the cursor is on and everything below it: the region drawn
+# below the cursor is gone, whatever shape the terminal gave it since. The
+# erase below starts from the second column: from the screen's top-left corner
+# tmux would take it for a clear screen and push the screen into the
+# scrollback, a stale copy per refresh. (rich has no name for these
+# sequences; the control list only marks the segment as zero cells wide.)
+_ERASE_BELOW = Segment("\r\x1b[2K\x1b[2G\x1b[J\r", None, [(ControlType.CARRIAGE_RETURN,),
+                                                           (ControlType.ERASE_IN_LINE, 2)])
+
+_AUTOWRAP_ON = Segment("\x1b[?7h", None, [(ControlType.SHOW_CURSOR,)])  # DECAWM on, as usual
+
+
+class LiveRegion(RenderHook):
+    """A transient region under the output, redrawn in place, that survives resizes.
+
+    rich's ``Live`` leaves the cursor at the end of its region and, to redraw,
+    moves up as many rows as the region had when it was drawn. A terminal
+    that is made narrower re-wraps those rows (VTE, kitty, iTerm2, Windows
+    Terminal, WezTerm, foot and tmux all reflow), so the region then takes
+    more rows than that, the move up falls short and a stale copy of the
+    preview stays on the screen. Cropping the rows to the width does not
+    help: any row longer than the new width is re-wrapped.
+
+    So this region never counts rows to find its way back: after each
+    drawing it parks the cursor on its first row, column 0, and the next
+    drawing (or the end) erases from there to the end of the screen.
+    Terminals keep the cursor on the character it was on through a resize,
+    so the cursor is still at the region's start: everything below it is the
+    region, everything above is finished output, which is never touched.
+    xterm cuts rows instead of re-wrapping them, and the cursor stays put.
+    tmux 3.3 does not always keep the cursor there: re-wrapping, it can
+    leave it a row lower, and the row above the cursor then stays. So the
+    region's first row is an empty one whenever the block is printed after
+    a blank line (it takes that blank line's place): what stays behind in
+    tmux is then usually that blank row, not a stale row of text. (A block
+    printed without a blank line before it, such as an answer's first, has
+    no such row.) The region's rows carry no padding, so they re-wrap as
+    little as they can, and they are written without automatic wrapping,
+    so a frame rendered for the old width that reaches the terminal after
+    it was narrowed still takes one row per row and the move back up stays
+    exact. The region is at most one screen high, so parking never leaves
+    the screen. A resize shows at the next refresh, at most
+    ``1 / refresh_per_second`` later.
+
+    Everything printed on the console while the region is up goes above it
+    (a render hook, as rich's ``Live`` does).
+    """
+
+    def __init__(self, console: Console, renderable: ConsoleRenderable,
+                 refresh_per_second: float) -> None:
+        self.console = console
+        self.renderable = renderable
+        self.lock = threading.RLock()
+        self._interval = 1.0 / refresh_per_second
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentcli-live", daemon=True)
+
+    def start(self) -> None:
+        """Hide the cursor and start drawing."""
+        self.console.show_cursor(False)
+        self.console.push_render_hook(self)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Remove the region; the cursor is left where it started, and shown again."""
+        self._done.set()
+        try:
+            if self._thread.is_alive() and self._thread is not threading.current_thread():
+                self._thread.join()
+        finally:  # even when a second Ctrl-C cuts the wait short
+            with self.lock:
+                self.console.pop_render_hook()
+                self.console.print(Segments([_ERASE_BELOW, _AUTOWRAP_ON]), end="")
+                self.console.show_cursor(True)
+
+    def refresh(self) -> None:
+        """Draw the region again (at the console's current size)."""
+        with self.lock:
+            if not self._done.is_set():
+                self.console.print(Segments([]), end="")
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval):
+            self.refresh()
+
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [Segments([_ERASE_BELOW]), *renderables, _Parked(self.renderable)]
+
+
+class _Parked:
+    """A renderable drawn at most one screen high, after which the cursor goes back
+    to its first row, column 0 (see :class:`LiveRegion`)."""
+
+    def __init__(self, renderable: ConsoleRenderable) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = console.render_lines(self.renderable, options, pad=False)
+        rows = max(1, options.size.height)
+        if len(lines) > rows:  # keep the newest rows: the end is where the text grows
+            lines = [[Segment("…", console.get_style("dim"))], *lines[len(lines) - rows + 1:]]
+        # Without automatic wrapping (DECAWM off) while the rows are written, each
+        # takes exactly one row even when the terminal was made narrower after
+        # this frame was rendered, so the move back up is exact; the next
+        # refresh redraws the frame at the new width.
+        yield Segment("\x1b[?7l", None, [(ControlType.HIDE_CURSOR,)])
+        for number, line in enumerate(lines):
+            yield from _without_padding(line)
+            if number < len(lines) - 1:
+                yield Segment.line()
+        yield Segment("\r", None, [(ControlType.CARRIAGE_RETURN,)])
+        if len(lines) > 1:
+            yield Segment(f"\x1b[{len(lines) - 1}A", None, [(ControlType.CURSOR_UP, len(lines) - 1)])
+        yield _AUTOWRAP_ON
+
+
+def _without_padding(line: list[Segment]) -> list[Segment]:
+    """``line`` without the plain spaces rich pads it with up to the width: a row
+    only as long as its text is re-wrapped into fewer rows when the terminal
+    narrows, and not at all while the new width still holds it."""
+    line = list(line)
+    while line and not line[-1].control and not (line[-1].style and line[-1].style.bgcolor):
+        text = line[-1].text.rstrip(" ")
+        if text:
+            line[-1] = Segment(text, line[-1].style)
+            break
+        line.pop()
+    return line
 
 
 class MarkdownStream:
@@ -151,17 +282,27 @@ class MarkdownStream:
         self._splitter = BlockSplitter()
         self._cr = ""
         self._gap = False
-        self._live: Live | None = None
-        if live:
-            self._live = Live(self, console=console, transient=True, auto_refresh=True,
-                              refresh_per_second=refresh_per_second, redirect_stdout=False,
-                              redirect_stderr=False)
+        self._live: LiveRegion | None = None
+        if live and console.is_interactive:
+            self._live = LiveRegion(console, self, refresh_per_second)
             self._live.start()
 
     def feed(self, text: str) -> None:
         """Add streamed text; prints any block it completes."""
+        if self._live is None:
+            self._feed(text)
+            return
+        with self._live.lock:  # no preview drawn from a half-updated splitter
+            self._feed(text)
+
+    def _feed(self, text: str) -> None:
         for block in self._splitter.feed(self._clean(text)):
             self._print(block)
+
+    def refresh(self) -> None:
+        """Draw the live preview again now (it is also redrawn on its own)."""
+        if self._live is not None:
+            self._live.refresh()
 
     def close(self) -> None:
         """Print what is left and remove the live region."""
@@ -193,10 +334,18 @@ class MarkdownStream:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         try:
-            text = self._splitter.tail(max(3, console.height - 2))
+            text = self._splitter.tail(max(3, console.height - 3))
             preview = markdown(text) if text.strip() else None
+            # The blank line that will go before the block when it is printed
+            # goes before the preview too: the text does not move when the block
+            # is finished, and the region starts with an empty row, which no
+            # resize re-wraps (see LiveRegion).
+            gap = preview is not None and self._gap and not _opens_with_new_line(
+                [t for t in preview.parsed if t.level == 0])
         except Exception:  # a preview must never take the answer down with it
-            preview = None
+            preview, gap = None, False
+        if gap:
+            yield Text()
         if preview is not None:
             yield preview
 
