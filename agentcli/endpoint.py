@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import httpx2
-
 from .config import Settings
 from .errors import ConfigError, ModelConnectionError, ModelError
 
@@ -25,6 +23,8 @@ def list_models(base_url: str, api_key: str | None = None, *, timeout: float = 2
     Raises ModelConnectionError when nothing answers there, and ModelError when
     the server answers but gives no list.
     """
+    import httpx2  # only when a server is asked: chat's prompt does not wait for it
+
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         with httpx2.Client(timeout=timeout, trust_env=False) as client:

@@ -160,3 +160,24 @@ def test_doctor_loads_no_ui_when_piped(home, server):
     assert done.returncode == 1 and "no usable tool call came back" in done.stdout
     modules = set(json.loads(done.stderr.splitlines()[-1]))
     assert roots(modules, ("rich", "prompt_toolkit", "mcp", "httpcore", "httpx")) == set()
+
+
+def test_chat_shows_its_prompt_before_loading_the_sdk_tools_and_mcp(home, server):
+    # what chat does before its prompt (trust, settings, the session, the prompt itself)
+    # loads no SDK, tool, MCP or Markdown module, even with an MCP server configured:
+    # they load in the background once the prompt is up
+    config = home / "config" / "agentcli" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[mcp.servers.files]\ncommand = "no-such-mcp-server-command"\n')
+    code = ("from agentcli import paths\n"
+            "from agentcli.commands.chat import ChatOptions, ChatSession\n"
+            "from agentcli.ui.console import stdout_console\n"
+            "from agentcli.ui.repl import ChatCompleter, Prompt\n"
+            f"opts = ChatOptions(base_url={server.base_url!r}, model='test-model')\n"
+            "chat = ChatSession.open(opts, stdout_console())\n"
+            "Prompt(paths.history_file(), ChatCompleter(chat.tool_names, chat.session_ids),"
+            " chat.toolbar)\n"
+            "assert 'test-model' in chat.toolbar() and chat.tool_names() == []\n")
+    late = ("openai", "mcp", "rich.markdown", "agentcli.agent", "agentcli.tools.builtins",
+            "agentcli.mcp", *HTTP, *REALTIME, *PAGES)
+    assert roots(loaded_after(code), late) == set()

@@ -6,37 +6,43 @@ streamed Markdown answer and a line per tool call (``ui/stream.py``), asks
 for approval with single keys (``ui/chat_approve.py``), and is saved when it
 ends, however it ends. Ctrl-C cancels the turn and keeps the conversation
 valid; errors are one line, never a traceback.
+
+The prompt comes first: what only a request needs (the openai SDK and its
+client, the tools with their plugins, the MCP servers, the answer's Markdown
+renderer) is made by ``Startup`` in a background thread once the prompt is on
+the screen. The first request, or a slash command that needs the agent, waits
+for it; a request also waits for MCP servers still starting, with a spinner
+naming them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
 
-from .. import audit, paths, trust
-from ..agent import CANCELLED, no_answer_reason
-from ..config import Settings
+from .. import paths, trust
+from ..config import DEFAULT_CONTEXT, Settings
 from ..conversation import Conversation, new_id
 from ..endpoint import resolve
 from ..errors import AgentCLIError, Interrupted, NoSuchSession, SessionError, UsageError
-from ..events import Event, ToolFinished, ToolRecord
 from ..messages import Message, Usage
 from ..policy import Rules
 from ..sessions import Saved, SessionStore
-from ..ui.chat_approve import ask_choice, ask_yes_no, chat_approver, muted_input
+from ..ui.chat_approve import ask_choice, ask_yes_no, muted_input
 from ..ui.console import stdout_console
 from ..ui.repl import ChatCompleter, Prompt, SlashCommands
 from ..ui.safe_text import visible
-from ..ui.stream import TurnView
 from .common import (
     CommonOptions,
     approve_all,
@@ -45,9 +51,14 @@ from .common import (
     load_rules,
     load_settings,
     reported,
+    start_mcp,
     tool_choice,
 )
-from .sessions_cmd import print_conversation, session_table
+
+if TYPE_CHECKING:  # loaded after the prompt is up (see Startup)
+    from ..agent import Agent
+    from ..events import Event, ToolRecord
+    from ..ui.stream import TurnView
 
 TRUST_QUESTION = "Trust this directory's tools.d and agentcli.toml? [y/N] "
 
@@ -130,6 +141,93 @@ def ask_trust(console: Console, cwd: Path) -> None:
         console.print("not trusted: skipped for this session (agentcli trust to change that)")
 
 
+class Notes:
+    """Lines printed while the tools are made in the background: kept until the
+    main thread shows them (at the next prompt or request), then printed at once."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._kept: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self._live = False
+        self._lock = threading.Lock()
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        with self._lock:
+            if not self._live:
+                self._kept.append((objects, options))
+                return
+        self.console.print(*objects, **options)
+
+    def __bool__(self) -> bool:
+        """Whether lines are waiting to be shown."""
+        with self._lock:
+            return bool(self._kept)
+
+    def show(self, *, live: bool = False) -> None:
+        """Print the lines kept so far; with ``live``, later lines are printed at once."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+            self._live = self._live or live
+        for objects, options in kept:
+            self.console.print(*objects, **options)
+
+
+class Startup:
+    """Runs ``build`` once in a background thread, then ``done`` there; ``result()``
+    waits for it (starting it if nobody has) and raises what it raised."""
+
+    def __init__(self, build: Callable[[], Agent], done: Callable[[], None]) -> None:
+        self._build = build
+        self._on_done = done
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._agent: Agent | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="chat-startup",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._agent = self._build()
+        except BaseException as exc:  # re-raised in the main thread by result()
+            self._error = exc
+        finally:
+            self._done.set()
+        with contextlib.suppress(Exception):  # only early: the lines show at the next prompt
+            self._on_done()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def ready(self) -> Agent | None:
+        """The agent if it is made, else None (never waits)."""
+        return self._agent if self._done.is_set() else None
+
+    def result(self) -> Agent:
+        self.start()
+        while not self._done.wait(0.1):  # a short wait, so Ctrl-C and SIGTERM get through
+            pass
+        if self._error is not None:
+            raise self._error
+        assert self._agent is not None
+        return self._agent
+
+
+def _warm(provider: Any, api: str | None) -> None:
+    """Load the SDK's request code for ``api`` now rather than at the first request
+    (the SDK loads it on first use: 30-100 ms)."""
+    client: Any = getattr(provider, "client", None)
+    with contextlib.suppress(Exception):  # only a head start: the request loads it anyway
+        client.responses if api == "responses" else client.chat.completions  # noqa: B018
+
+
 class ChatSession:
     """One chat: the agent, the current conversation, and what happened in it."""
 
@@ -137,20 +235,96 @@ class ChatSession:
                  store: SessionStore, notice: Callable[[str], None],
                  rules: Rules | None = None) -> None:
         self.opts, self.settings, self.console, self.store = opts, settings, console, store
-        registry = build_registry(settings, opts, console)
-        yes = opts.yes and opts.policy is None  # under --policy only rules allow without asking
-        approver = approve_all if yes else chat_approver(console)
-        self.agent = build_agent(settings, registry, approve=approver, on_event=self._on_event,
-                                 notice=notice, verbose=opts.verbose, rules=rules)
-        self.choice = tool_choice(opts.tool_choice, registry)
+        self.notice, self.rules = notice, rules
+        self.notes = Notes(console)
+        self.choice: Any = None
+        self._closed = False
+        self._mcp = False  # whether MCP servers were started
+        self._mcp_lock = threading.Lock()
+        self.startup = Startup(self._build, self._built)
+        self._prompt: Prompt | None = None
         self.conv = self._fresh()
         self.records: list[ToolRecord] = []
         self.usage = Usage()
         self._view: TurnView | None = None
+        if opts.tool_choice not in (None, "auto", "none", "required"):
+            self.ready()  # a tool's name is checked against the tools before the prompt
+
+    def _build(self) -> Agent:
+        """The tools and the agent (run by ``Startup`` while the prompt waits for input).
+
+        MCP servers are started first: they take longest.
+        """
+        console: Any = self.notes
+        with self._mcp_lock:  # not after the chat ended: nothing would stop the servers
+            manager = None if self._closed else start_mcp(self.settings, self.opts, console)
+            self._mcp = manager is not None
+        from ..ui import stream  # noqa: F401  (the answer's renderer, rich.markdown)
+        from ..ui.chat_approve import chat_approver
+
+        registry = build_registry(self.settings, self.opts, console, with_mcp=False, mcp=manager)
+        yes = self.opts.yes and self.opts.policy is None  # under --policy only rules allow without asking
+        approver = approve_all if yes else chat_approver(self.console)
+        agent = build_agent(self.settings, registry, approve=approver, on_event=self._on_event,
+                            notice=self.notice, verbose=self.opts.verbose, rules=self.rules)
+        self.choice = tool_choice(self.opts.tool_choice, registry)
+        _warm(agent.provider, self.settings.api)
+        return agent
+
+    def _built(self) -> None:
+        """What the build printed goes above the prompt at once (or before the next one)."""
+        if self._prompt is not None and self.notes:
+            self._prompt.print_above(self.notes.show)
+
+    @property
+    def agent(self) -> Agent:
+        """The agent; waits (with a spinner) while it is still being made."""
+        agent = self.startup.ready()
+        if agent is None:
+            if self.startup.done:
+                agent = self.startup.result()  # raises what went wrong
+            else:
+                with self.console.status(Text("loading tools…", style="dim"), spinner="dots"):
+                    agent = self.startup.result()
+        self.notes.show(live=True)
+        return agent
+
+    def ready(self) -> Agent:
+        """Wait for the tools and the agent (``agent`` does the same)."""
+        return self.agent
+
+    def close(self) -> None:
+        """The chat ends: MCP servers not started yet are not started at all."""
+        with self._mcp_lock:
+            self._closed = True
+
+    def model(self) -> str:
+        agent = self.startup.ready()
+        return agent.provider.model if agent is not None else (self.settings.model or "")
+
+    def starting_servers(self) -> list[str]:
+        """MCP servers still starting (their tools are not listed yet)."""
+        if not self._mcp:
+            return []
+        from ..mcp.lifecycle import starting
+
+        return starting()
+
+    def wait_for_servers(self, show: Callable[[str], None]) -> None:
+        """Wait for MCP servers still starting; ``show`` puts the spinner's text naming them."""
+        if not self.starting_servers():
+            return
+        from ..mcp.lifecycle import wait_started
+
+        def waiting(names: list[str]) -> None:
+            plural = "s" if len(names) > 1 else ""
+            show(f"waiting for MCP server{plural} {', '.join(visible(n) for n in names)}…")
+        wait_started(waiting)
 
     @classmethod
     def open(cls, opts: ChatOptions, console: Console) -> ChatSession:
-        """Ask the trust question, load settings and tools, open or resume the conversation."""
+        """Ask the trust question, load the settings, open or resume the conversation
+        (the tools are loaded once the prompt is up)."""
         ask_trust(console, Path.cwd())
         loaded = load_settings(opts, console)
         rules = load_rules(opts, loaded)
@@ -165,7 +339,7 @@ class ChatSession:
         return chat
 
     def _fresh(self) -> Conversation:
-        conv = Conversation(model=self.agent.provider.model or None)
+        conv = Conversation(model=self.model() or None)
         conv.set_system(self.settings.system)
         return conv
 
@@ -233,12 +407,12 @@ class ChatSession:
         Between prompts the terminal does not echo and passes keys through
         untouched, so typeahead waits for the next prompt as typed.
         """
-        prompt = Prompt(paths.history_file(),
-                        ChatCompleter(lambda: [t.name for t in self.agent.registry.all()],
-                                      self.session_ids), self.toolbar)
+        prompt = self._prompt = Prompt(paths.history_file(),
+                                       ChatCompleter(self.tool_names, self.session_ids),
+                                       self.toolbar, shown=self.startup.start)
         commands = SlashCommands(self)
         if not self.opts.quiet:
-            self.console.print(Text(f"agentcli chat · model {visible(self.agent.provider.model)} · "
+            self.console.print(Text(f"agentcli chat · model {visible(self.model())} · "
                                     f"session {self.conv.id} · /help for commands, Ctrl-D to exit",
                                     style="dim"))
         with muted_input():
@@ -250,10 +424,13 @@ class ChatSession:
                 self.console.show_cursor(True)
                 self.console.print(Text("agentcli: terminated (SIGTERM)", style="yellow"))
                 return 143
+            finally:
+                self.close()
 
     def _repl(self, prompt: Prompt, commands: SlashCommands) -> int:
         while True:
             try:
+                self.notes.show()
                 line = prompt.read()
                 if line is None or (line.startswith("/") and not commands.run(line)):
                     return self._goodbye()
@@ -270,26 +447,42 @@ class ChatSession:
 
     def toolbar(self) -> str:
         """The bottom toolbar: model, session, tokens used and the context estimate."""
-        model = visible(self.agent.provider.model or "?")
+        model = visible(self.model() or "?")
         return (f" {model} · session {self.conv.id} · {self.usage.total_tokens:,} tokens used"
                 f" · context ~{self.conv.estimate_tokens():,}/{self.context_window():,}")
 
     def context_window(self) -> int:
         """The model's context in tokens, from ``context_window`` in the config."""
-        return self.agent.limits.context_window
+        agent = self.startup.ready()
+        if agent is not None:
+            return agent.limits.context_window
+        return self.settings.context_window or DEFAULT_CONTEXT
+
+    def tool_names(self) -> list[str]:
+        """The tools' names, for completion (none until they are loaded)."""
+        agent = self.startup.ready()
+        return [t.name for t in agent.registry.all()] if agent is not None else []
 
     # ---- one turn
 
     def send(self, text: str) -> None:
         """Run one turn for ``text``; whatever happens, the conversation stays valid,
-        user and assistant messages keep alternating, and it is saved."""
+        user and assistant messages keep alternating, and it is saved.
+
+        Waits first for the tools, and for MCP servers still starting."""
+        from ..agent import no_answer_reason
+        from ..ui.stream import TurnView
+
+        agent = self.agent
         self.conv.add(Message(role="user", content=text))
         view = self._view = TurnView(self.console)
         problem: Text | None = None
         why = "interrupted"
         try:
             view.start()
-            result = self.agent.run_turn(self.conv, None, tool_choice=self.choice)
+            self.wait_for_servers(view.start)
+            view.start()  # "thinking…" again
+            result = agent.run_turn(self.conv, None, tool_choice=self.choice)
             self.usage.add(result.usage)
             if result.finish_reason == "length":
                 problem = Text("agentcli: the answer was cut off by the token limit (max_tokens)",
@@ -313,6 +506,8 @@ class ChatSession:
     def _settle(self, why: str) -> None:
         """Answer unanswered calls and mark a turn that got no reply (the agent
         does this too; this covers a turn stopped before the agent started)."""
+        from ..executor import CANCELLED
+
         self.conv.repair(CANCELLED)
         self.conv.mark_unanswered(why)
 
@@ -324,6 +519,8 @@ class ChatSession:
         self.console.print(Text("⏹ interrupted", style="yellow"))
 
     def _on_event(self, event: Event) -> None:
+        from ..events import ToolFinished
+
         if isinstance(event, ToolFinished):
             self.records.append(event.record)
         if self._view is not None:
@@ -379,13 +576,22 @@ class ChatSession:
         self.console.print(f"new conversation: session {self.conv.id}")
 
     def reload(self) -> None:
-        """Re-read the tools directories; "always" answers stay."""
-        registry = build_registry(self.settings, self.opts, self.console)
-        self.agent.registry = self.agent.tools.registry = registry  # the loop and its executor
+        """Re-read the tools directories and restart the MCP servers; "always" answers stay."""
+        agent = self.agent
+        with self.console.status(Text("loading tools…", style="dim"), spinner="dots") as status:
+            manager = start_mcp(self.settings, self.opts, self.console)
+            self._mcp = manager is not None
+            registry = build_registry(self.settings, self.opts, self.console, with_mcp=False,
+                                      mcp=manager)
+            self.wait_for_servers(lambda text: status.update(Text(text, style="dim")))
+            registry.refresh()  # the MCP servers' tools
+        agent.registry = agent.tools.registry = registry  # the loop and its executor
         self.console.print(f"{len(registry)} tools loaded")
 
     def show_sessions(self) -> None:
         """The 20 newest saved sessions (``/sessions``)."""
+        from .sessions_cmd import session_table
+
         self.console.print(session_table(self.store, limit=20))
 
     def show_history(self) -> None:
@@ -393,12 +599,16 @@ class ChatSession:
         if not self.conv.messages:
             self.console.print("nothing yet")
             return
+        from .sessions_cmd import print_conversation
+
         print_conversation(self.console, self.conv)
 
     def call_entries(self) -> list[dict[str, Any]]:
         """This session's tool calls, from the audit log entries with its id (so a
         resumed session counts its earlier calls too); the calls made here when
         the log cannot be written."""
+        from .. import audit
+
         log = self.agent.tools.audit
         if log is None or log.failed is not None:
             return [audit.entry(r, None) for r in self.records]

@@ -11,23 +11,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import paths, trust
-from ..agent import DEFAULT_CONTEXT, Agent, Limits
-from ..audit import AuditLog
-from ..config import Loaded, Settings, load, untrusted_local_config
+from ..config import DEFAULT_CONTEXT, Loaded, Settings, load, untrusted_local_config
 from ..errors import AgentCLIError, ConfigError
-from ..events import ApprovalRequest, Approver, Decision, Event
-from ..hooks import from_config as hooks_from_config
 from ..policy import Rules, config_rules, read_policy
-from ..providers import ChatProvider, ResponsesProvider
-from ..tools.builtins import builtin_tools
-from ..tools.http import http_tools
-from ..tools.loader import LoadReport, load_dir
-from ..tools.registry import ToolRegistry
 from ..ui.console import stderr_console
 from ..ui.safe_text import visible
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the SDK, the agent loop and the tools load when a command builds them
     from rich.console import Console
+
+    from ..agent import Agent
+    from ..audit import AuditLog
+    from ..events import ApprovalRequest, Approver, Decision, Event
+    from ..mcp.manager import McpManager
+    from ..providers import ChatProvider
+    from ..tools.loader import LoadReport
+    from ..tools.registry import ToolRegistry
 
 
 @dataclass
@@ -111,9 +110,21 @@ def _named(directory: Path, named: list[Path]) -> bool:
 
 
 def build_registry(settings: Settings, opts: CommonOptions, console: Console,
-                   report: LoadReport | None = None, *, with_mcp: bool = True) -> ToolRegistry:
+                   report: LoadReport | None = None, *, with_mcp: bool = True,
+                   mcp: McpManager | None = None) -> ToolRegistry:
     """Built-ins plus every plugin (and, ``with_mcp``, the configured MCP servers' tools);
-    problems are reported on stderr and skipped."""
+    problems are reported on stderr and skipped.
+
+    ``mcp``: servers that ``start_mcp`` started without waiting; their tools are
+    added at the registry's first refresh, once they are up (chat's prompt
+    does not wait for them).
+    """
+    from ..hooks import from_config as hooks_from_config
+    from ..tools.builtins import builtin_tools
+    from ..tools.http import http_tools
+    from ..tools.loader import LoadReport, load_dir
+    from ..tools.registry import ToolRegistry
+
     registry = ToolRegistry(settings.tools.policy)
     if opts.no_tools:
         return registry
@@ -124,11 +135,35 @@ def build_registry(settings: Settings, opts: CommonOptions, console: Console,
         load_dir(directory, report, timeout=settings.tools.timeout)
     registry.extend(report.tools)
     registry.hooks = hooks_from_config(settings.hooks) + report.hooks
-    if with_mcp:
+    if mcp is not None:
+        add_started_mcp(registry, mcp, console)
+    elif with_mcp:
         add_mcp_tools(settings, registry, console, verbose=opts.verbose)
     for line in [str(e) for e in report.errors] + report.output + registry.warnings:
         console.print(f"agentcli: {visible(line)}")
     return registry
+
+
+def start_mcp(settings: Settings, opts: CommonOptions, console: Console) -> McpManager | None:
+    """Start the MCP servers to use without waiting for them (None when there are
+    none, or under ``--no-tools``); ``build_registry(..., mcp=manager)`` adds their tools."""
+    if opts.no_tools:
+        return None
+    found = configured_mcp(settings, console, notes=opts.verbose)
+    servers = {name: cfg for name, cfg in found.servers.items() if cfg.enabled} if found else {}
+    if not servers:
+        return None
+    from ..mcp.lifecycle import start_servers
+
+    return start_servers(servers, wait=False)
+
+
+def add_started_mcp(registry: ToolRegistry, manager: McpManager, console: Console) -> None:
+    """The tools of servers ``start_mcp`` started, added once they are up."""
+    from ..mcp.lifecycle import add_tools
+
+    add_tools(registry, {name: state.config for name, state in manager.servers.items()},
+              lambda line: console.print(f"agentcli: {visible(line)}"), manager=manager)
 
 
 def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console,
@@ -177,6 +212,8 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
                 on_event: Callable[[Event], None], notice: Callable[[str], None],
                 stream: bool = True, verbose: bool = False, rules: Rules | None = None) -> Agent:
     """The agent loop with its provider, limits, guards and audit log, as configured."""
+    from ..agent import Agent, Limits
+
     api_key = settings.api_key()
     kind = provider_class(settings)
     debug = (lambda text: notice(f"debug: {text}")) if verbose else None
@@ -195,6 +232,8 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
 def provider_class(settings: Settings) -> type[ChatProvider]:
     """The wire protocol's provider; the realtime one (and ``websockets``) is
     imported only when ``api = "realtime"``."""
+    from ..providers import ChatProvider, ResponsesProvider
+
     if settings.api == "realtime":
         try:
             from ..providers.realtime import RealtimeProvider
@@ -218,6 +257,8 @@ def load_rules(opts: CommonOptions, loaded: Loaded) -> Rules:
 def audit_log(secrets: list[str]) -> AuditLog:
     """The audit log; if it cannot be written, one warning line on stderr (even with
     --quiet: calls going unlogged is worth knowing)."""
+    from ..audit import AuditLog
+
     console = stderr_console()
     return AuditLog(paths.audit_log(), secrets=secrets,
                     warn=lambda text: console.print(f"agentcli: {visible(text)}"))
@@ -233,6 +274,8 @@ def stdin_is_terminal() -> bool:
 
 def approve_all(request: ApprovalRequest) -> Decision:
     """``--yes``: every call that would ask is approved (no panel, so no rich)."""
+    from ..events import Decision
+
     return Decision(True)
 
 

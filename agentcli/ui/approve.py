@@ -20,7 +20,6 @@ from rich.highlighter import JSONHighlighter
 from rich.panel import Panel
 from rich.text import Text
 
-from ..agent import parse_arguments
 from ..errors import Interrupted, ToolError
 from ..events import ApprovalRequest, Decision
 from .safe_text import fold, json_visible, visible
@@ -169,6 +168,8 @@ class TerminalApprover:
         if text is None or not text.strip():
             self.console.print("edit cancelled: the arguments are unchanged")
             return None
+        from ..agent import parse_arguments  # loaded already: a call is being approved
+
         try:
             arguments = parse_arguments(text)
             request.tool.validate(arguments)

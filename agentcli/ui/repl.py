@@ -9,26 +9,30 @@ Ctrl-C clears the line. ``SlashCommands`` runs ``/help``, ``/model``... on a
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.filters import Condition
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import Output, create_output
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .. import audit
-from ..agent import Agent
-from ..conversation import Conversation
-from ..events import ToolRecord
-from .render import short, stats_text
 from .safe_text import visible
+
+if TYPE_CHECKING:  # the agent loop and the SDK load after the prompt is up
+    from ..agent import Agent
+    from ..conversation import Conversation
+    from ..events import ToolRecord
 
 PROMPT = "agentcli> "
 COMMANDS = {
@@ -56,8 +60,10 @@ class ChatControl(Protocol):
 
     console: Console
     conv: Conversation
-    agent: Agent
     records: list[ToolRecord]
+
+    @property
+    def agent(self) -> Agent: ...
 
     def send(self, text: str) -> None: ...
     def new_conversation(self) -> None: ...
@@ -68,6 +74,7 @@ class ChatControl(Protocol):
     def show_history(self) -> None: ...
     def session_ids(self) -> list[str]: ...
     def call_entries(self) -> list[dict[str, Any]]: ...
+    def starting_servers(self) -> list[str]: ...
 
 
 def _model_name_ok(name: str) -> bool:
@@ -133,6 +140,22 @@ def _bindings() -> KeyBindings:
     return bindings
 
 
+def _terminal_output() -> Output | None:
+    """prompt_toolkit's output on a copy of file descriptor 1 (None: the default).
+
+    Plugins load in the background while the prompt is up, and while one is
+    imported fd 1 points at a file that catches what it prints: the prompt
+    and the keys typed must reach the terminal all the same.
+    """
+    try:
+        fd = os.dup(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    stream = open(fd, "w", encoding=sys.stdout.encoding or "utf-8",  # noqa: SIM115  (lives as long as the chat)
+                  errors="replace")
+    return create_output(stdout=stream)
+
+
 class Prompt:
     """The REPL's prompt_toolkit session.
 
@@ -140,17 +163,43 @@ class Prompt:
         history_file: Persistent input history.
         completer: Completion for slash commands and tool names.
         toolbar: Text for the bottom toolbar, asked for at every redraw.
+        shown: Called once, right after the prompt is first on the screen.
     """
 
     def __init__(self, history_file: Path, completer: Completer,
-                 toolbar: Callable[[], str]) -> None:
+                 toolbar: Callable[[], str], shown: Callable[[], None] | None = None) -> None:
         with contextlib.suppress(OSError):
             history_file.parent.mkdir(parents=True, exist_ok=True)
         slash = Condition(lambda: self.session.default_buffer.text.startswith("/"))
         self.session: PromptSession[str] = PromptSession(
             PROMPT, history=_QuietHistory(str(history_file)), completer=completer,
             complete_while_typing=slash, bottom_toolbar=toolbar, multiline=True,
-            prompt_continuation="... ", key_bindings=_bindings())
+            prompt_continuation="... ", key_bindings=_bindings(), output=_terminal_output())
+        if shown is not None:
+            self._once_shown(shown)
+
+    def _once_shown(self, shown: Callable[[], None]) -> None:
+        """Call ``shown`` once, right after the prompt is first drawn."""
+        event = self.session.app.after_render
+
+        def handler(_: object) -> None:
+            event.remove_handler(handler)
+            shown()
+        event.add_handler(handler)
+
+    def print_above(self, show: Callable[[], None]) -> None:
+        """From any thread: run ``show`` (which prints) above the prompt while it is
+        up, and draw the prompt again after; nothing when it is not up."""
+        app = self.session.app
+        loop, context = app.loop, app.context
+        if not app.is_running or loop is None or context is None:
+            return
+
+        def run() -> None:
+            if app.is_running:
+                run_in_terminal(show)
+        with contextlib.suppress(RuntimeError):  # the prompt ended and its loop closed
+            loop.call_soon_threadsafe(run, context=context.copy())
 
     def read(self) -> str | None:
         """The next submitted text; Ctrl-C clears the line, Ctrl-D on an empty line is None."""
@@ -195,8 +244,11 @@ class SlashCommands:
         self.console.print(Text(KEYS, style="dim"))
 
     def do_tools(self, arg: str) -> None:
+        from .render import short
+
         registry = self.chat.agent.registry
-        if not len(registry):
+        starting = self.chat.starting_servers()
+        if not len(registry) and not starting:
             self.console.print("no tools (started with --no-tools?)")
             return
         table = Table("tool", "policy", "source", "description", box=None, padding=(0, 2, 0, 0))
@@ -205,7 +257,13 @@ class SlashCommands:
                 else registry.policy(tool.name)
             table.add_row(Text(visible(tool.name), style="bold"), Text(policy),
                           Text(visible(tool.source), style="dim"), Text(short(tool.description, 60)))
-        self.console.print(table)
+        if len(registry):
+            self.console.print(table)
+        if starting:
+            names = ", ".join(visible(name) for name in starting)
+            self.console.print(Text(f"MCP server{'s' if len(starting) > 1 else ''} still "
+                                    f"starting: {names} (their tools are listed once they are up)",
+                                    style="yellow"))
 
     def do_model(self, arg: str) -> None:
         provider = self.chat.agent.provider
@@ -247,6 +305,8 @@ class SlashCommands:
         if text is None:
             self.console.print("nothing to retry")
             return
+        from .render import short
+
         self.console.print(Text(f"retrying: {short(text, 70)}", style="dim"))
         self.chat.send(text)
 
@@ -299,6 +359,9 @@ class SlashCommands:
         if not entries:
             self.console.print("no tool calls in this session yet")
             return
+        from .. import audit
+        from .render import stats_text
+
         self.console.print(Text(stats_text(audit.stats(entries))))
 
 

@@ -376,11 +376,15 @@ class TurnView:
         self._status: Status | None = None
         self._waiting = 0
 
-    def start(self) -> None:
-        """Show "thinking…" until the first token."""
-        if self.live and self._status is None:
-            self._status = self.console.status(Text("thinking…", style="dim"), spinner="dots")
+    def start(self, text: str = "thinking…") -> None:
+        """Show the spinner saying ``text`` ("thinking…" until the first token)."""
+        if not self.live:
+            return
+        if self._status is None:
+            self._status = self.console.status(Text(text, style="dim"), spinner="dots")
             self._status.start()
+        else:
+            self._status.update(Text(text, style="dim"))
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TextDelta):

@@ -1,9 +1,11 @@
-"""An MCP server that takes ``SLOW_START`` seconds (default 30) before it serves."""
+"""An MCP server that takes ``SLOW_START`` seconds (default 30) before it serves,
+or, when ``SLOW_GATE`` names a file, waits until that file exists."""
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from _serve import serve
 from mcp.server.mcpserver import MCPServer
@@ -18,5 +20,10 @@ def ping() -> str:
 
 
 if __name__ == "__main__":
-    time.sleep(float(os.environ.get("SLOW_START", "30")))
+    gate = os.environ.get("SLOW_GATE")
+    if gate:
+        while not Path(gate).exists():
+            time.sleep(0.05)
+    else:
+        time.sleep(float(os.environ.get("SLOW_START", "30")))
     serve(server)
