@@ -27,7 +27,6 @@ from realtime_server import (
 from test_chat import QUESTION, Chat
 
 from agentcli.agent import Agent
-from agentcli.commands.common import provider_class
 from agentcli.config import Settings
 from agentcli.conversation import Conversation
 from agentcli.errors import (
@@ -41,6 +40,7 @@ from agentcli.errors import (
     TruncatedReply,
 )
 from agentcli.events import Decision
+from agentcli.providers import provider_class
 from agentcli.providers.realtime import RealtimeProvider
 from agentcli.tools.builtins import builtin_tools
 from agentcli.tools.registry import ToolRegistry
@@ -376,7 +376,7 @@ def test_without_websockets_the_setting_is_a_clear_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "websockets.exceptions", None)  # as if not installed
     with pytest.raises(ConfigError, match=r'api = "realtime" needs the websockets '
                                           r'package \(pip install "openai\[realtime\]"\)'):
-        provider_class(Settings(api="realtime"))
+        provider_class("realtime")
 
 
 def test_a_copy_has_its_own_connection_closed_when_dropped(rt):

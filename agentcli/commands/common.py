@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # the SDK, the agent loop and the tools load when a command b
     from ..audit import AuditLog
     from ..events import ApprovalRequest, Approver, Decision, Event
     from ..mcp.manager import McpManager
-    from ..providers import ChatProvider
     from ..tools.loader import LoadReport
     from ..tools.registry import ToolRegistry
 
@@ -213,9 +212,10 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
                 stream: bool = True, verbose: bool = False, rules: Rules | None = None) -> Agent:
     """The agent loop with its provider, limits, guards and audit log, as configured."""
     from ..agent import Agent, Limits
+    from ..providers import provider_class
 
     api_key = settings.api_key()
-    kind = provider_class(settings)
+    kind = provider_class(settings.api)
     debug = (lambda text: notice(f"debug: {text}")) if verbose else None
     provider = kind(settings, api_key, notice=notice, debug=debug)
     tools = settings.tools
@@ -227,22 +227,6 @@ def build_agent(settings: Settings, registry: ToolRegistry, *, approve: Approver
     return Agent(provider, registry, approve=approve, on_event=on_event, limits=limits,
                  stream=stream, tool_settings=tools, audit=audit, strict=tools.strict,
                  rules=rules)
-
-
-def provider_class(settings: Settings) -> type[ChatProvider]:
-    """The wire protocol's provider; the realtime one (and ``websockets``) is
-    imported only when ``api = "realtime"``."""
-    from ..providers import ChatProvider, ResponsesProvider
-
-    if settings.api == "realtime":
-        try:
-            from ..providers.realtime import RealtimeProvider
-        except ImportError as exc:
-            package = (exc.name or "websockets").split(".")[0]
-            raise ConfigError(f'api = "realtime" needs the {package} package '
-                              '(pip install "openai[realtime]")') from None
-        return RealtimeProvider
-    return ResponsesProvider if settings.api == "responses" else ChatProvider
 
 
 def load_rules(opts: CommonOptions, loaded: Loaded) -> Rules:

@@ -15,8 +15,23 @@ whole tool calls, finish reason, usage), whatever the protocol:
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from .base import Provider, Reply
 from .chat import ChatProvider
 from .responses import ResponsesProvider
 
-__all__ = ["ChatProvider", "Provider", "Reply", "ResponsesProvider"]
+__all__ = ["ChatProvider", "Provider", "Reply", "ResponsesProvider", "provider_class"]
+
+
+def provider_class(api: str | None) -> type[ChatProvider]:
+    """The provider for ``api`` (the ``api`` setting); the realtime one, and
+    ``websockets`` with it, is imported only when ``api = "realtime"``."""
+    if api == "realtime":
+        try:
+            from .realtime import RealtimeProvider
+        except ImportError as exc:
+            package = (exc.name or "websockets").split(".")[0]
+            raise ConfigError(f'api = "realtime" needs the {package} package '
+                              '(pip install "openai[realtime]")') from None
+        return RealtimeProvider
+    return ResponsesProvider if api == "responses" else ChatProvider
