@@ -227,3 +227,48 @@ def test_a_huge_error_message_from_the_server_is_cut(server, kind):
     message = str(caught.value)
     assert len(message) < 1_300 and "no\x1b[2J" in message
     assert message.endswith("… (299,006 more characters)")
+
+
+# ----------------------------------------------------------------------- replies that never end
+
+
+@pytest.fixture
+def small_reply_limit(monkeypatch):
+    """A reply may bring at most 100 characters (4,000,000 in use), so a server that
+    would never stop is played by one that sends a little more."""
+    from agentcli.providers import assemble, base
+
+    for module in (assemble, base):
+        monkeypatch.setattr(module, "MAX_REPLY_CHARS", 100)
+
+
+@pytest.mark.parametrize(("reply", "stream"), [
+    (text("x" * 300), True),                                                    # text
+    (tool_calls(Call("calculator", {"expression": "1+" * 150 + "1"})), True),   # arguments
+    (tool_calls(Call("calculator", {"expression": "1+" * 150 + "1"})), False),  # whole reply
+], ids=["text", "arguments", "whole"])
+def test_a_reply_that_never_ends_is_stopped_once_and_not_asked_again(server, small_reply_limit,
+                                                                     reply, stream):
+    from agentcli.errors import ModelError
+
+    server.enqueue(reply, text("never sent"))
+    recorder = Recorder(server, retries=2)
+    with pytest.raises(ModelError, match="sent more than 100 characters in one reply"):
+        recorder.ask(stream=stream)
+    assert len(server.requests) == 1
+    assert sum(map(len, recorder.shown)) <= 100
+
+
+@pytest.mark.parametrize("body", [
+    [{"type": "response.output_text.delta", "output_index": 0, "delta": "y" * 40}] * 8,
+    [{"type": "response.output_item.added", "output_index": 0,
+      "item": {"type": "function_call", "call_id": "c1", "name": "calculator", "arguments": ""}},
+     *[{"type": "response.function_call_arguments.delta", "output_index": 0, "delta": "1+" * 20}] * 8],
+], ids=["text", "arguments"])
+def test_a_responses_stream_that_never_ends_is_stopped(server, small_reply_limit, body):
+    from agentcli.errors import ModelError
+
+    events = b"".join(b"event: x\ndata: " + json.dumps(e).encode() + b"\n\n" for e in body)
+    server.enqueue(raw_sse(events))
+    with pytest.raises(ModelError, match="sent more than 100 characters in one reply"):
+        Recorder(server, ResponsesProvider, api="responses").ask()

@@ -408,3 +408,16 @@ def test_huge_error_messages_from_a_realtime_server_are_cut(rt):
         assert len(str(caught.value)) < 1_300
         assert "m\x1b]0;x\x07yyy" in str(caught.value)  # made visible where it is printed
         assert "… (199,007 more characters)" in str(caught.value)
+
+
+def test_a_reply_that_never_ends_is_stopped_and_not_asked_again(rt, monkeypatch):
+    # 100 characters stand for the 4,000,000 in use: a server that would never stop
+    from agentcli.providers import base, realtime
+
+    for module in (base, realtime):
+        monkeypatch.setattr(module, "MAX_REPLY_CHARS", 100)
+    rt.enqueue(text_response("z" * 300), text_response("never sent"))
+    shown: list[str] = []
+    with pytest.raises(ModelError, match="sent more than 100 characters in one reply"):
+        provider(rt.base_url, max_retries=2).complete(user("hi"), CALC, on_text=shown.append)
+    assert sum(map(len, shown)) <= 100 and len(rt.sent("response.create")) == 1

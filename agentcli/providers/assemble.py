@@ -27,11 +27,24 @@ class _Partial:
     parts: list[str] = field(default_factory=list)
 
 
+MAX_REPLY_CHARS = 4_000_000
+"""Most characters of text, or of tool-call arguments, one reply may bring: a server
+that never ends its reply is stopped there instead of filling memory."""
+
+
+class ReplyTooLong(Exception):
+    """A reply passed ``MAX_REPLY_CHARS`` without ending."""
+
+
 class ToolCallAssembler:
-    """Collects tool-call deltas in arrival order; ``finish()`` yields ToolCalls."""
+    """Collects tool-call deltas in arrival order; ``finish()`` yields ToolCalls.
+
+    Raises ``ReplyTooLong`` once the arguments fed pass ``MAX_REPLY_CHARS``.
+    """
 
     def __init__(self) -> None:
         self._calls: list[_Partial] = []
+        self._size = 0
 
     def __bool__(self) -> bool:
         return bool(self._calls)
@@ -48,6 +61,9 @@ class ToolCallAssembler:
             partial.parts = [json.dumps(args, ensure_ascii=False)]
         elif isinstance(args, str):
             partial.parts.append(args)
+        self._size += len(partial.parts[-1]) if partial.parts else 0
+        if self._size > MAX_REPLY_CHARS:
+            raise ReplyTooLong()
 
     def _target(self, index: Any, call_id: str, named: bool) -> _Partial:
         """The call a delta continues, or a new one.

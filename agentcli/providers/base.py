@@ -17,6 +17,7 @@ read replies and errors with.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import math
@@ -40,7 +41,7 @@ from ..errors import (
 )
 from ..messages import ToolCall, Usage
 from . import shapes
-from .assemble import ToolCallAssembler
+from .assemble import MAX_REPLY_CHARS, ReplyTooLong, ToolCallAssembler
 
 #: Fields some servers reject; dropped and remembered after one 400 naming them.
 OPTIONAL_FIELDS = ("parallel_tool_calls", "stream_options", "response_format", "text")
@@ -201,6 +202,8 @@ class Provider:
                                        f"({self.scrub(str(exc))})"), 0) from None
         except (ModelError, DropField, Retry):
             raise
+        except ReplyTooLong:  # a whole reply's tool-call arguments
+            raise self.too_long() from None
         except Exception as exc:  # a transport error the SDK did not wrap
             raise StreamError(f"the connection to {self.where()} failed mid-reply "
                               f"({self.scrub(_cause(exc))})") from None
@@ -209,8 +212,20 @@ class Provider:
         reply = Reply(model=self.model)
         calls = ToolCallAssembler()
         text: list[str] = []
+        shown = [0]
+
+        def counted(piece: str) -> None:
+            shown[0] += len(piece)
+            if shown[0] > MAX_REPLY_CHARS:
+                raise ReplyTooLong()
+            on_text(piece)
+
         try:
-            self._read_stream(stream, reply, calls, text, on_text)
+            self._read_stream(stream, reply, calls, text, counted)
+        except ReplyTooLong:
+            with contextlib.suppress(Exception):
+                stream.close()
+            raise self.too_long() from None
         except json.JSONDecodeError as exc:
             raise shapes.Malformed(f"a chunk is not valid JSON: {exc}") from None
         except (openai.APIError, OSError, ValueError, RuntimeError) as exc:
@@ -221,6 +236,12 @@ class Provider:
             raise Retry(StreamError(f"{self.where()} closed the stream in the middle of the "
                                     "reply"), 0)
         return finalise(reply, "".join(text), calls)
+
+    def too_long(self) -> ModelError:
+        """A reply that passed ``MAX_REPLY_CHARS`` without ending (not tried again)."""
+        return ModelError(f"{self.where()} sent more than {MAX_REPLY_CHARS:,} characters in "
+                          "one reply without ending it, so it was stopped; a model that does "
+                          "not stop by itself needs max_tokens")
 
     def _translate(self, exc: openai.APIError, request: dict[str, Any]) -> Exception:
         """Map an SDK error to ours; ``Retry`` and ``DropField`` steer the retry loop."""

@@ -49,7 +49,7 @@ from ..errors import (
 )
 from ..messages import Message, Usage
 from . import shapes
-from .assemble import ToolCallAssembler
+from .assemble import MAX_REPLY_CHARS, ToolCallAssembler
 from .base import DropField, Reply, Retry, ServerError, checked, finalise, said
 from .chat import ChatProvider
 from .responses import to_tool_choice, to_tools  # the same flat function tools
@@ -255,6 +255,7 @@ class RealtimeProvider(ChatProvider):
         reply = Reply(model=self.model)
         calls = _Calls()
         text: list[str] = []
+        size = 0  # characters of text and arguments so far
         watch = _Watchdog(conn, self.settings.request_timeout)
         try:
             while True:
@@ -272,6 +273,9 @@ class RealtimeProvider(ChatProvider):
                 kind = data.get("type") or ""
                 shapes.check(data, EVENTS.get(kind, {}), "an event")
                 index = data.get("output_index")
+                size += len(data.get("delta") or "") if kind.endswith(".delta") else 0
+                if size > MAX_REPLY_CHARS:
+                    raise self.too_long()
                 if kind in TEXT_DELTAS and data.get("delta"):
                     text.append(data["delta"])
                     if stream:
