@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentcli.providers.assemble import ToolCallAssembler
 
 
@@ -78,3 +80,17 @@ def test_a_repeated_id_never_merges_two_calls_whatever_the_index():
                    {"index": 0, "id": "a", "function": {"name": "f", "arguments": ": 1}"}}
                    ).finish("tool_calls")
     assert [(c.id, c.name, c.arguments) for c in calls] == [("a", "f", '{"x": 1}')]
+
+
+def test_only_the_arguments_each_delta_brings_count_toward_the_reply_bound(monkeypatch):
+    # a delta with no arguments (a name, an id) adds nothing; before, it counted the last part again
+    from agentcli.providers import assemble
+
+    monkeypatch.setattr(assemble, "MAX_REPLY_CHARS", 10)
+    calls = ToolCallAssembler()
+    calls.feed({"index": 0, "id": "c1", "function": {"name": "calculator", "arguments": "1234567890"}})
+    for _ in range(5):
+        calls.feed({"index": 0, "id": "c1"})
+    assert calls.finish("tool_calls")[0].arguments == "1234567890"
+    with pytest.raises(assemble.ReplyTooLong):
+        calls.feed({"index": 0, "function": {"arguments": "1"}})

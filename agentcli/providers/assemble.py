@@ -58,10 +58,13 @@ class ToolCallAssembler:
             partial.name = name
         args = function.get("arguments")
         if isinstance(args, (dict, list)):
-            partial.parts = [json.dumps(args, ensure_ascii=False)]
+            args = json.dumps(args, ensure_ascii=False)
+            partial.parts = [args]
         elif isinstance(args, str):
             partial.parts.append(args)
-        self._size += len(partial.parts[-1]) if partial.parts else 0
+        else:
+            return
+        self._size += len(args)  # what this delta brought, once
         if self._size > MAX_REPLY_CHARS:
             raise ReplyTooLong()
 
