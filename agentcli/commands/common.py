@@ -148,8 +148,7 @@ def start_mcp(settings: Settings, opts: CommonOptions, console: Console) -> McpM
     none, or under ``--no-tools``); ``build_registry(..., mcp=manager)`` adds their tools."""
     if opts.no_tools:
         return None
-    found = configured_mcp(settings, console, notes=opts.verbose)
-    servers = {name: cfg for name, cfg in found.servers.items() if cfg.enabled} if found else {}
+    servers = _enabled_mcp(settings, console, verbose=opts.verbose)
     if not servers:
         return None
     from ..mcp.lifecycle import start_servers
@@ -171,13 +170,18 @@ def add_mcp_tools(settings: Settings, registry: ToolRegistry, console: Console,
 
     The ``mcp`` SDK is imported only when a server is enabled.
     """
-    found = configured_mcp(settings, console, notes=verbose)
-    servers = {name: cfg for name, cfg in found.servers.items() if cfg.enabled} if found else {}
+    servers = _enabled_mcp(settings, console, verbose=verbose)
     if not servers:
         return
     from ..mcp.lifecycle import add_tools
 
     add_tools(registry, servers, lambda line: console.print(f"agentcli: {visible(line)}"))
+
+
+def _enabled_mcp(settings: Settings, console: Console, *, verbose: bool) -> dict[str, Any]:
+    """The enabled servers of ``configured_mcp``, by name."""
+    found = configured_mcp(settings, console, notes=verbose)
+    return {name: cfg for name, cfg in found.servers.items() if cfg.enabled} if found else {}
 
 
 def configured_mcp(settings: Settings, console: Console, *, notes: bool,
