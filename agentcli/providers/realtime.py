@@ -52,7 +52,12 @@ from . import shapes
 from .assemble import MAX_REPLY_CHARS, ToolCallAssembler
 from .base import DropField, Reply, Retry, ServerError, checked, finalise, said
 from .chat import ChatProvider
-from .responses import to_tool_choice, to_tools  # the same flat function tools
+from .responses import (  # the same flat function tools and call items
+    call_item,
+    output_item,
+    to_tool_choice,
+    to_tools,
+)
 
 UNSENT = ("temperature", "top_p", "seed")
 """Settings the Realtime API has no parameter for: when set, they are left out."""
@@ -103,8 +108,7 @@ def to_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for msg in messages:
         role = msg["role"]
         if role == "tool":
-            items.append({"type": "function_call_output", "call_id": msg["tool_call_id"],
-                          "output": msg.get("content") or ""})
+            items.append(output_item(msg))
             continue
         text = msg.get("content") or ""
         if role != "assistant":
@@ -113,10 +117,7 @@ def to_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif text:
             items.append({"type": "message", "role": "assistant",
                           "content": [{"type": "output_text", "text": text}]})
-        for call in msg.get("tool_calls") or []:
-            items.append({"type": "function_call", "call_id": call["id"],
-                          "name": call["function"]["name"],
-                          "arguments": call["function"]["arguments"]})
+        items += [call_item(call) for call in msg.get("tool_calls") or []]
     return items
 
 

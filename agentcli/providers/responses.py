@@ -32,8 +32,7 @@ def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     images: list[dict[str, Any]] = []
     for msg in messages:
         if msg["role"] == "tool":
-            items.append({"type": "function_call_output", "call_id": msg["tool_call_id"],
-                          "output": msg.get("content") or ""})
+            items.append(output_item(msg))
             images += image_parts(msg["tool_call_id"], msg.get("images") or [])
             continue
         if images:
@@ -41,13 +40,22 @@ def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             images = []
         if msg.get("content") or msg["role"] != "assistant":
             items.append({"role": msg["role"], "content": msg.get("content") or ""})
-        for call in msg.get("tool_calls") or []:
-            items.append({"type": "function_call", "call_id": call["id"],
-                          "name": call["function"]["name"],
-                          "arguments": call["function"]["arguments"]})
+        items += [call_item(call) for call in msg.get("tool_calls") or []]
     if images:
         items.append({"role": "user", "content": images})
     return items
+
+
+def call_item(call: dict[str, Any]) -> dict[str, Any]:
+    """A Chat Completions tool call as a ``function_call`` item (Responses, Realtime)."""
+    return {"type": "function_call", "call_id": call["id"], "name": call["function"]["name"],
+            "arguments": call["function"]["arguments"]}
+
+
+def output_item(msg: dict[str, Any]) -> dict[str, Any]:
+    """A Chat Completions tool message as a ``function_call_output`` item."""
+    return {"type": "function_call_output", "call_id": msg["tool_call_id"],
+            "output": msg.get("content") or ""}
 
 
 def image_parts(call_id: str, images: list[dict[str, str]]) -> list[dict[str, Any]]:
