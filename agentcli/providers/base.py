@@ -17,7 +17,6 @@ read replies and errors with.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import math
@@ -202,7 +201,7 @@ class Provider:
                                        f"({self.scrub(str(exc))})"), 0) from None
         except (ModelError, DropField, Retry):
             raise
-        except ReplyTooLong:  # a whole reply's tool-call arguments
+        except ReplyTooLong:  # streamed text or arguments, or a whole reply's arguments
             raise self.too_long() from None
         except Exception as exc:  # a transport error the SDK did not wrap
             raise StreamError(f"the connection to {self.where()} failed mid-reply "
@@ -220,12 +219,8 @@ class Provider:
                 raise ReplyTooLong()
             on_text(piece)
 
-        try:
+        try:  # a ReplyTooLong passes up to _send (the stream is closed on the way)
             self._read_stream(stream, reply, calls, text, counted)
-        except ReplyTooLong:
-            with contextlib.suppress(Exception):
-                stream.close()
-            raise self.too_long() from None
         except json.JSONDecodeError as exc:
             raise shapes.Malformed(f"a chunk is not valid JSON: {exc}") from None
         except (openai.APIError, OSError, ValueError, RuntimeError) as exc:
