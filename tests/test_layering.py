@@ -34,6 +34,19 @@ def after_cli(*argv: str) -> set[str]:
     return loaded_after(code)
 
 
+def command_modules(*argv: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run the command piped (a fresh interpreter); its result without the last stderr
+    line, and the modules it had loaded at exit (that line)."""
+    code = ("import atexit, json, sys\n"
+            "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+            "from agentcli.cli import main\nsys.argv[0] = 'agentcli'\nmain()")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    *lines, modules = done.stderr.splitlines()
+    done.stderr = "".join(line + "\n" for line in lines)
+    return done, set(json.loads(modules))
+
+
 def test_version_and_help_import_nothing_heavy():
     for argv in (["--version"], ["--help"]):
         assert roots(after_cli(*argv), HEAVY) == set(), argv
@@ -47,17 +60,12 @@ def test_a_piped_run_loads_no_ui(home, server, run_args):
     # a script's run (stderr not a terminal, -y): the tool line is plain text, written
     # without rich; prompt_toolkit waits for a question; one HTTP stack
     server.enqueue(tool_calls(Call("calculator", {"expression": "17*23"})), text("391"))
-    code = ("import atexit, json, sys\n"
-            "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
-            "from agentcli.cli import main\nsys.argv[0] = 'agentcli'\nmain()")
-    argv = [sys.executable, "-c", code, "run", "-y", *run_args, "what is 17*23"]
-    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    *lines, modules = done.stderr.splitlines()
-    assert done.stdout == "391\n" and lines[0].startswith("✓ calculator {")
-    assert roots(set(json.loads(modules)), ("rich", "prompt_toolkit", "httpcore", "httpx")) == set()
+    done, modules = command_modules("run", "-y", *run_args, "what is 17*23")
+    assert done.stdout == "391\n" and done.stderr.startswith("✓ calculator {")
+    assert roots(modules, ("rich", "prompt_toolkit", "httpcore", "httpx")) == set()
     # api = "chat" (the default): the realtime client and websockets stay unloaded
-    assert roots(set(json.loads(modules)), REALTIME) == set()
-    assert roots(set(json.loads(modules)), PAGES) == set()  # web_fetch offered, not called
+    assert roots(modules, REALTIME) == set()
+    assert roots(modules, PAGES) == set()  # web_fetch offered, not called
 
 
 def test_the_core_imports_no_ui():
@@ -152,13 +160,8 @@ def test_doctor_loads_no_ui_when_piped(home, server):
     # no MCP, and the openai SDK's HTTP stack only
     assert roots(after_cli("doctor", "--help"), UI_AND_SDK) == set()
     server.responder = lambda request: text("ok")
-    code = ("import atexit, json, sys\n"
-            "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
-            "from agentcli.cli import main\nsys.argv[0] = 'agentcli'\nmain()")
-    argv = [sys.executable, "-c", code, "doctor", "--base-url", server.base_url]
-    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    done, modules = command_modules("doctor", "--base-url", server.base_url)
     assert done.returncode == 1 and "no usable tool call came back" in done.stdout
-    modules = set(json.loads(done.stderr.splitlines()[-1]))
     assert roots(modules, ("rich", "prompt_toolkit", "mcp", "httpcore", "httpx")) == set()
 
 
