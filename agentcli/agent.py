@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from . import collector
 from .audit import AuditLog
 from .config import DEFAULT_CONTEXT, ToolSettings
 from .context import CHARS_PER_TOKEN, fit
@@ -78,6 +79,7 @@ class Agent:
             ModelError: the server failed (after retries).
             ContextTooLarge: the request could not be made to fit ``context_window``.
         """
+        collector.resume()  # set-up is over: see agentcli.collector
         if text is not None:
             conv.add(Message(role="user", content=text))
         self.tools.loop_guard.new_turn()

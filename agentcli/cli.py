@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__
+from . import __version__, collector
 
 if TYPE_CHECKING:
     from .commands.common import CommonOptions
@@ -336,6 +336,7 @@ def sessions_export(session_id: SessionId,
 
 
 def main() -> None:
+    collector.pause()  # until the command is set up (see agentcli.collector)
     try:
         app()
     except KeyboardInterrupt:

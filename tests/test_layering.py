@@ -184,3 +184,27 @@ def test_chat_shows_its_prompt_before_loading_the_sdk_tools_and_mcp(home, server
     late = ("openai", "mcp", "rich.markdown", "agentcli.agent", "agentcli.tools.builtins",
             "agentcli.mcp", *HTTP, *REALTIME, *PAGES)
     assert roots(loaded_after(code), late) == set()
+
+
+COLLECTOR_PLUGIN = '''import gc, json
+from agentcli import tool
+
+@tool(policy="auto")
+def collector_state() -> str:
+    """Whether the cycle collector runs, and how many objects start-up froze."""
+    return json.dumps({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()})
+'''
+
+
+def test_the_cycle_collector_is_paused_for_start_up_only(home, server, run_args):
+    # start-up runs without the cycle collector (agentcli.collector); by the time the
+    # model's first call runs, what start-up made is frozen and collection is back on
+    tools = home / "config" / "agentcli" / "tools.d"
+    tools.mkdir(parents=True)
+    (tools / "collector_state.py").write_text(COLLECTOR_PLUGIN)
+    server.enqueue(tool_calls(Call("collector_state", {})), text("done"))
+    done, _ = command_modules("run", *run_args, "how is the collector?")
+    assert done.returncode == 0, done.stderr
+    state = json.loads(server.requests[1].body["messages"][-1]["content"])
+    assert state["enabled"] is True
+    assert state["frozen"] > 10_000  # the SDK's models and the rest of start-up

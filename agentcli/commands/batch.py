@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .. import collector
 from ..batch import BackoffGate, DenyAsking, Tally, TaskRunner, gated, run_all
 from ..batch_io import ResultWriter, check_ids, done_ids, read_tasks
 from ..endpoint import resolve
@@ -67,6 +68,7 @@ def _batch(opts: BatchOptions, console: Console) -> int:
     done = done_ids(opts.output) & ids
     approve = approve_all if opts.yes and opts.policy is None else DenyAsking()
     runner = _runner(opts, console, approve, schema)
+    collector.resume()  # set-up is over: see agentcli.collector
     if opts.backend == "openai-batch":
         assert opts.output is not None
         return _batch_api(opts, console, runner, approve, done)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
-from .. import paths, trust
+from .. import collector, paths, trust
 from ..config import DEFAULT_CONTEXT, Settings
 from ..conversation import Conversation, new_id
 from ..endpoint import resolve
@@ -198,6 +198,7 @@ class Startup:
         except BaseException as exc:  # re-raised in the main thread by result()
             self._error = exc
         finally:
+            collector.resume()  # set-up is over: see agentcli.collector
             self._done.set()
         with contextlib.suppress(Exception):  # only early: the lines show at the next prompt
             self._on_done()

@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from .. import collector
 from ..ui.safe_text import visible
 from .common import CommonOptions, configured_mcp, load_settings, reported, stderr
 
@@ -84,6 +85,7 @@ def serve_tools(opts: CommonOptions, allow: list[str]) -> int:
         service = _service(opts, allow, console)
         from ..mcp.serve import serve
 
+        collector.resume()  # set-up is over: see agentcli.collector
         console.print(f"agentcli: serving up to {len(service.registry)} tool(s) over MCP on "
                       "stdio; tools that ask for approval are offered only to clients that "
                       "can be asked, or with --allow NAME")
