@@ -13,6 +13,10 @@ like this one as ``python -c "from agentcli.cli import main; main()"`` from
 its own directory. This checkout is also measured with two MCP servers
 configured that take 5 s to start (tests/mcp_servers/slow.py): the prompt
 does not wait for them.
+
+For scale, the same run times the floor of any typer + prompt_toolkit
+program: a script that imports typer, then shows a bare prompt_toolkit prompt
+(``FLOOR``). What agentcli takes beyond it is its own start-up.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = 10
 TICK = os.sysconf("SC_CLK_TCK")
 SLOW = ROOT / "tests" / "mcp_servers" / "slow.py"
+FLOOR = ("import typer\nfrom prompt_toolkit import PromptSession\n"
+         "PromptSession().prompt('agentcli> ')")
 
 
 def byte_compile(*trees: Path) -> None:
@@ -88,7 +94,8 @@ def measure(runs: int, tree: Path | None) -> dict[str, tuple[float, float]]:
         config.write_text("".join(
             f"[mcp.servers.{name}]\ncommand = {sys.executable!r}\nargs = [{str(SLOW)!r}]\n"
             'env = { SLOW_START = "5" }\n' for name in ("slow1", "slow2")))
-        found: dict[str, tuple[list[str], str]] = {}
+        found: dict[str, tuple[list[str], str]] = {
+            "floor: typer imported, then a bare prompt_toolkit prompt": (["-c", FLOOR], "plain")}
         if tree is not None:
             found[f"agentcli at {tree}"] = (command(tree, server.base_url), "plain")
         found["agentcli at this checkout"] = (command(ROOT, server.base_url), "plain")
