@@ -14,8 +14,8 @@ servers cost.
    with one whose only server is disabled, and with one enabled server, each
    checked with ``-X importtime`` for whether any ``mcp`` module was loaded.
 3. ``chat``: ``agentcli chat`` from start to its prompt in a pseudo-terminal
-   (bench/chat_startup.py's measure) with no MCP server against two servers
-   that each sleep 2 s before they serve (tests/mcp_servers/slow.py).
+   with no MCP server against two servers that each sleep 5 s before they
+   serve (tests/mcp_servers/slow.py): bench/chat_startup.py's measure.
 
 Whole processes are timed with wait4 (CPU time = user + system, children the
 process waited for included); every program takes turns with the others, one
@@ -31,7 +31,6 @@ before/after), both run with their own directory on PYTHONPATH.
 
 from __future__ import annotations
 
-import compileall
 import json
 import os
 import resource
@@ -50,7 +49,6 @@ from tool_server import ToolServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "tests" / "mcp_servers"
-SLOW_START = 2.0
 Sample = tuple[float, float]
 """Wall seconds and CPU seconds (user + system) of one measure."""
 
@@ -390,56 +388,12 @@ def imports(runs: int = 15, command_runs: int = 7) -> list[tuple[str, str]]:
 # 3. chat's prompt with two slow-starting servers -----------------------------------
 
 
-def chat_prompt(base_url: str, home: Path, tree: Path | None = None) -> Sample:
-    """bench/chat_startup.py's start-to-prompt time, with the CPU time of chat and
-    of what it waited for (its servers) from RUSAGE_CHILDREN; ``tree``: the
-    agentcli of that checkout (on PYTHONPATH) instead of this one."""
+def chat(runs: int = 5, tree: Path | None = None) -> list[tuple[str, str]]:
+    """bench/chat_startup.py's measure, which times this checkout with no MCP server
+    and with two servers that take 5 s to start (and ``tree``, when given)."""
     import chat_startup
 
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(tree or ROOT)
-    try:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        wall = chat_startup.once(base_url, str(home))
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
-    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-
-
-def chat(runs: int = 5, tree: Path | None = None) -> list[tuple[str, str]]:
-    """Start to prompt without and with two slow servers; with ``tree``, the same
-    for that checkout, all four taking turns."""
-    from openai_server import OpenAIServer
-
-    byte_compile()
-    trees = {"": ROOT} if tree is None else {"this checkout, ": ROOT, f"{tree}, ": tree}
-    if tree is not None:
-        compileall.compile_dir(str(tree / "agentcli"), quiet=2, workers=0)
-    slow = "".join(server_table(name, "slow", f"env = {{ SLOW_START = '{SLOW_START:g}' }}\n\n")
-                   for name in ("slow1", "slow2"))
-    with OpenAIServer() as model, tempfile.TemporaryDirectory() as tmp:
-        homes = {"no MCP server": Path(tmp) / "none",
-                 f"two servers that each start in {SLOW_START:g} s": Path(tmp) / "slow"}
-        for home, text in zip(homes.values(), ("", slow), strict=True):
-            (home / "c" / "agentcli").mkdir(parents=True)  # chat_startup's XDG_CONFIG_HOME
-            (home / "c" / "agentcli" / "config.toml").write_text(text)
-        found = interleave({
-            f"{where}{label}": (lambda home=home, code=code: chat_prompt(model.base_url, home,
-                                                                         code))
-            for where, code in trees.items() for label, home in homes.items()}, runs)
-    rows = [(f"agentcli chat, start to prompt, {label} (median of {runs})",
-             f"{ms(sample[0])} wall; {ms(sample[1])} CPU of the whole chat process to its "
-             "exit, the servers it stopped included")
-            for label, sample in found.items()]
-    for where in trees:
-        none, slow_ = (found[f"{where}{label}"] for label in homes)
-        rows.append((f"{where}two slow servers minus none",
-                     f"{(slow_[0] - none[0]) * 1000:+.0f} ms wall"))
-    return rows
+    return chat_startup.main(runs, tree)
 
 
 def loaded(part: Callable[..., list[tuple[str, str]]]) -> Callable[..., list[tuple[str, str]]]:
