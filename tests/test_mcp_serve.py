@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,12 @@ http_post = "deny"
 
 [mcp.servers.itself]            # as another agentcli would use this one: never started by serve
 command = "no-such-mcp-command"
+'''
+
+HOOK = '''
+[[hooks.pre_tool]]              # writes down every call it sees
+match = "current_time"
+command = ["{python}", "-c", "import sys; print(sys.stdin.read(), file=open({log!r}, 'a'))"]
 '''
 
 
@@ -119,7 +126,8 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("serve-home")
     for sub in ("config/agentcli", "data", "state", "work", "tools"):
         (home / sub).mkdir(parents=True)
-    (home / "config" / "agentcli" / "config.toml").write_text(CONFIG)
+    (home / "config" / "agentcli" / "config.toml").write_text(
+        CONFIG + HOOK.format(python=sys.executable, log=str(home / "hooked.jsonl")))
     (home / "tools" / "loud.py").write_text(PLUGIN)
     tools = ["--tools-dir", str(home / "tools")]
     with LoopbackServer() as web:
@@ -203,6 +211,17 @@ def test_a_tool_that_asks_is_approved_or_declined_through_elicitation(sessions):
         yes, no = seen.calls["yes"], seen.calls["no"]
         assert yes.is_error is False and text_of(yes).startswith("20"), era
         assert no.is_error is True and text_of(no).startswith("denied"), era
+
+
+def test_pre_tool_hooks_run_once_for_a_call_the_client_is_asked_about(sessions):
+    # 2026-07-28: the question goes back in an InputRequiredResult and the client calls
+    # again with the answer; the hooks ran for the first call and are not run again
+    seen = [json.loads(line) for line in
+            (sessions["home"] / "hooked.jsonl").read_text().splitlines()]
+    calls = Counter((s["session"], s["arguments"].get("timezone")) for s in seen)
+    assert set(calls.values()) == {1}, calls
+    by_session = Counter(session for session, _ in calls)
+    assert sorted(by_session.values()) == [1, 2, 2]  # allowed; legacy and modern: yes and no
 
 
 def test_a_tool_that_asks_is_hidden_from_a_client_that_cannot_be_asked(sessions):

@@ -28,6 +28,7 @@ import os
 import secrets
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
@@ -44,6 +45,7 @@ from ..policy import Rules, canonical
 from ..tools.base import Tool
 from ..tools.guards import Guards
 from ..tools.registry import ToolRegistry
+from ..tools.runner import Outcome
 from ..ui.safe_text import visible
 
 APPROVAL_KEY = "agentcli_approval"
@@ -52,6 +54,8 @@ INPUT_REQUIRED_VERSION = "2026-07-28"
 """The first protocol revision that elicits through ``InputRequiredResult``."""
 MAX_SHOWN = 2_000
 """Most characters of the arguments shown in an approval question."""
+MAX_WAITING = 256
+"""Most calls whose pre_tool hooks' answer is kept until the client answers the question."""
 
 
 # --- which tools are served ----------------------------------------------------------------
@@ -153,6 +157,10 @@ class NeedsApproval(Exception):
 
 # --- running calls -------------------------------------------------------------------------
 
+HookAnswer = tuple[Outcome | dict[str, Any] | None, str | None]
+"""What the pre_tool hooks answered for a call (new arguments or None), and which hook."""
+
+
 @dataclass
 class Service:
     """What every call shares: tools, rules, guards, "always" answers and the audit log."""
@@ -169,14 +177,22 @@ class Service:
     #: One audit session for everything this server runs.
     session: str = field(default_factory=new_id)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The pre_tool hooks' answer for calls put to the client, by question token.
+    hooked: OrderedDict[str, HookAnswer] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.guards = Guards(self.settings)
 
     def run(self, name: str, arguments: dict[str, Any],
-            approve: Callable[[ApprovalRequest], Decision]) -> ToolRecord:
+            approve: Callable[[ApprovalRequest], Decision], token: str = "") -> ToolRecord:
         """One call through the executor. Calls run one at a time (a running tool may
-        point file descriptor 1 elsewhere), but not while one waits for the user's answer."""
+        point file descriptor 1 elsewhere), but not while one waits for the user's answer.
+
+        ``token`` names the question of a call the client is asked about by a second
+        call (``InputRequiredResult``): the pre_tool hooks run for the first one only,
+        and the second uses their answer, as in chat, where they run once before the
+        question is asked.
+        """
         def approver(request: ApprovalRequest) -> Decision:
             if request.tool.name in self.allow:
                 return Decision(True)
@@ -187,11 +203,12 @@ class Service:
                 self.lock.acquire()
 
         t = self.settings
-        executor = ToolExecutor(self.registry, approve=approver, tool_settings=t,
-                                rules=self.rules, audit=self.audit,
-                                limits=Limits(max_parallel=1, tool_timeout=t.timeout,
-                                              max_output=t.max_output))
+        executor = _HooksOnce(self.registry, approve=approver, tool_settings=t,
+                              rules=self.rules, audit=self.audit,
+                              limits=Limits(max_parallel=1, tool_timeout=t.timeout,
+                                            max_output=t.max_output))
         executor.guards, executor.always, executor.scopes = self.guards, self.always, self.scopes
+        executor.hooked, executor.token = self.hooked, token
         try:
             text = json.dumps(arguments, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError, RecursionError):  # too deep, or NaN: the executor says so
@@ -202,6 +219,7 @@ class Service:
                 return executor.run(Conversation(id=self.session), [call])[0]
             except NeedsApproval:
                 self.guards.uncount(name)  # it is counted when the answer comes
+                executor.keep_hooked()
                 raise
 
     def token(self, name: str, arguments: dict[str, Any]) -> str:
@@ -211,6 +229,36 @@ class Service:
         except (ValueError, RecursionError):  # such a call fails before anything is asked
             return ""
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()
+
+
+class _HooksOnce(ToolExecutor):
+    """An executor whose pre_tool hooks run once for a call asked about by a second call.
+
+    The first call runs the hooks and keeps their answer under the question's token
+    (``keep_hooked``, when the question is sent); the call that brings the answer
+    takes it instead of running them again.
+    """
+
+    hooked: OrderedDict[str, HookAnswer]
+    token = ""
+    _hooks_said: HookAnswer | None = None
+
+    def _pre_hooks(self, name: str, arguments: dict[str, Any],
+                   record: ToolRecord) -> Outcome | dict[str, Any] | None:
+        kept = self.hooked.pop(self.token, None) if self.token else None
+        if kept is not None:
+            changed, record.hook = kept
+            return changed
+        changed = super()._pre_hooks(name, arguments, record)
+        self._hooks_said = (changed, record.hook)
+        return changed
+
+    def keep_hooked(self) -> None:
+        """The client is asked: keep the hooks' answer for the call that answers."""
+        if self.token and self._hooks_said is not None:
+            self.hooked[self.token] = self._hooks_said
+            while len(self.hooked) > MAX_WAITING:  # questions never answered
+                self.hooked.popitem(last=False)
 
 
 def unattended(request: ApprovalRequest) -> Decision:
@@ -362,7 +410,8 @@ def _caller(service: Service, log: Callable[[str], None]) -> Any:
             return decision_of(anyio.from_thread.run(_elicit, ctx, question(request)))
 
         try:
-            record = await anyio.to_thread.run_sync(service.run, params.name, arguments, approve)
+            record = await anyio.to_thread.run_sync(service.run, params.name, arguments, approve,
+                                                    token if modern and can_ask else "")
         except NeedsApproval as need:
             ask = types.ElicitRequest(params=types.ElicitRequestFormParams(
                 message=question(need.request), requested_schema=APPROVAL_SCHEMA))
