@@ -272,3 +272,30 @@ def test_a_responses_stream_that_never_ends_is_stopped(server, small_reply_limit
     server.enqueue(raw_sse(events))
     with pytest.raises(ModelError, match="sent more than 100 characters in one reply"):
         Recorder(server, ResponsesProvider, api="responses").ask()
+
+
+@pytest.fixture
+def few_reply_events(monkeypatch):
+    """A reply may bring at most 50 events (1,000,000 in use)."""
+    from agentcli.providers import assemble, base
+
+    for module in (assemble, base):
+        monkeypatch.setattr(module, "MAX_REPLY_EVENTS", 50)
+
+
+@pytest.mark.parametrize("kind", ["chat", "responses"])
+def test_a_stream_of_empty_events_that_never_ends_is_stopped(server, few_reply_events, kind):
+    # nothing in them counts toward the characters' bound: the events themselves are counted
+    from agentcli.errors import ModelError
+
+    if kind == "chat":
+        events = [delta()] * 200
+        provider: type[ChatProvider] = ChatProvider
+    else:
+        events = [{"type": "response.in_progress", "sequence_number": n} for n in range(200)]
+        provider = ResponsesProvider
+    body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    server.enqueue(raw_sse(body), text("never sent"))
+    with pytest.raises(ModelError, match="sent more than 50 events in one reply"):
+        Recorder(server, provider, retries=2, api=kind).ask()
+    assert len(server.requests) == 1

@@ -410,6 +410,19 @@ def test_huge_error_messages_from_a_realtime_server_are_cut(rt):
         assert "… (199,007 more characters)" in str(caught.value)
 
 
+def test_a_stream_of_empty_events_that_never_ends_is_stopped(rt, monkeypatch):
+    # 50 events stand for the 1,000,000 in use; none of them brings text
+    from agentcli.providers import base, realtime
+
+    for module in (base, realtime):
+        monkeypatch.setattr(module, "MAX_REPLY_EVENTS", 50)
+    rid = "resp_empty"
+    rt.enqueue([created(rid), *[{"type": "response.in_progress"}] * 200], text_response("x"))
+    with pytest.raises(ModelError, match="sent more than 50 events in one reply"):
+        provider(rt.base_url, max_retries=2).complete(user("hi"), CALC)
+    assert len(rt.sent("response.create")) == 1
+
+
 def test_a_reply_that_never_ends_is_stopped_and_not_asked_again(rt, monkeypatch):
     # 100 characters stand for the 4,000,000 in use: a server that would never stop
     from agentcli.providers import base, realtime

@@ -32,8 +32,29 @@ MAX_REPLY_CHARS = 4_000_000
 that never ends its reply is stopped there instead of filling memory."""
 
 
+MAX_REPLY_EVENTS = 1_000_000
+"""Most events (chunks) one streamed reply may bring, whatever they carry: a server
+that keeps sending empty ones and never ends is stopped there instead of holding the
+run for ever. A reply of ``MAX_REPLY_CHARS`` takes far fewer."""
+
+
 class ReplyTooLong(Exception):
-    """A reply passed ``MAX_REPLY_CHARS`` without ending."""
+    """A reply passed ``MAX_REPLY_CHARS`` (or, with ``events``, ``MAX_REPLY_EVENTS``)
+    without ending."""
+
+    def __init__(self, *, events: bool = False) -> None:
+        super().__init__("events" if events else "characters")
+        self.events = events
+
+
+def bounded(events: Any) -> Any:
+    """The events of ``events`` (an iterable), raising ``ReplyTooLong`` after
+    ``MAX_REPLY_EVENTS`` of them."""
+    limit = MAX_REPLY_EVENTS
+    for count, event in enumerate(events, 1):
+        if count > limit:
+            raise ReplyTooLong(events=True)
+        yield event
 
 
 class ToolCallAssembler:

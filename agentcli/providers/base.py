@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..messages import ToolCall, Usage
 from . import shapes
-from .assemble import MAX_REPLY_CHARS, ReplyTooLong, ToolCallAssembler
+from .assemble import MAX_REPLY_CHARS, MAX_REPLY_EVENTS, ReplyTooLong, ToolCallAssembler
 
 #: Fields some servers reject; dropped and remembered after one 400 naming them.
 OPTIONAL_FIELDS = ("parallel_tool_calls", "stream_options", "response_format", "text")
@@ -201,8 +201,8 @@ class Provider:
                                        f"({self.scrub(str(exc))})"), 0) from None
         except (ModelError, DropField, Retry):
             raise
-        except ReplyTooLong:  # streamed text or arguments, or a whole reply's arguments
-            raise self.too_long() from None
+        except ReplyTooLong as exc:  # streamed text, arguments or events, or a whole reply's
+            raise self.too_long(events=exc.events) from None
         except Exception as exc:  # a transport error the SDK did not wrap
             raise StreamError(f"the connection to {self.where()} failed mid-reply "
                               f"({self.scrub(_cause(exc))})") from None
@@ -232,11 +232,14 @@ class Provider:
                                     "reply"), 0)
         return finalise(reply, "".join(text), calls)
 
-    def too_long(self) -> ModelError:
-        """A reply that passed ``MAX_REPLY_CHARS`` without ending (not tried again)."""
-        return ModelError(f"{self.where()} sent more than {MAX_REPLY_CHARS:,} characters in "
-                          "one reply without ending it, so it was stopped; a model that does "
-                          "not stop by itself needs max_tokens")
+    def too_long(self, *, events: bool = False) -> ModelError:
+        """A reply that passed ``MAX_REPLY_CHARS`` (or ``MAX_REPLY_EVENTS``) without
+        ending (not tried again)."""
+        what = (f"{MAX_REPLY_EVENTS:,} events" if events else
+                f"{MAX_REPLY_CHARS:,} characters")
+        return ModelError(f"{self.where()} sent more than {what} in one reply without "
+                          "ending it, so it was stopped; a model that does not stop by "
+                          "itself needs max_tokens")
 
     def _translate(self, exc: openai.APIError, request: dict[str, Any]) -> Exception:
         """Map an SDK error to ours; ``Retry`` and ``DropField`` steer the retry loop."""

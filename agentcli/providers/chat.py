@@ -13,7 +13,7 @@ from typing import Any
 
 from ..messages import Usage
 from . import shapes
-from .assemble import ToolCallAssembler
+from .assemble import ToolCallAssembler, bounded
 from .base import Provider, Reply, checked, finalise
 
 
@@ -50,7 +50,7 @@ class ChatProvider(Provider):
     def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
                      text: list[str], on_text: Callable[[str], None]) -> None:
         with stream:
-            for chunk in stream:
+            for chunk in bounded(stream):
                 data = checked(chunk, shapes.CHAT_CHUNK, "a chunk")
                 reply.model = data.get("model") or reply.model
                 if data.get("usage"):

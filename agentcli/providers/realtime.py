@@ -49,7 +49,7 @@ from ..errors import (
 )
 from ..messages import Message, Usage
 from . import shapes
-from .assemble import MAX_REPLY_CHARS, ToolCallAssembler
+from .assemble import MAX_REPLY_CHARS, MAX_REPLY_EVENTS, ToolCallAssembler
 from .base import DropField, Reply, Retry, ServerError, checked, finalise, said
 from .chat import ChatProvider
 from .responses import (  # the same flat function tools and call items
@@ -257,6 +257,7 @@ class RealtimeProvider(ChatProvider):
         calls = _Calls()
         text: list[str] = []
         size = 0  # characters of text and arguments so far
+        count = 0  # events so far
         watch = _Watchdog(conn, self.settings.request_timeout)
         try:
             while True:
@@ -270,6 +271,9 @@ class RealtimeProvider(ChatProvider):
                     raise
                 watch.poke()
                 self._nothing_came = False
+                count += 1
+                if count > MAX_REPLY_EVENTS:
+                    raise self.too_long(events=True)
                 data = checked(event, {"type": str}, "an event")
                 kind = data.get("type") or ""
                 shapes.check(data, EVENTS.get(kind, {}), "an event")

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ModelError
 from ..messages import Usage
 from . import shapes
-from .assemble import ToolCallAssembler
+from .assemble import ToolCallAssembler, bounded
 from .base import Reply, checked, finalise
 from .chat import ChatProvider
 
@@ -126,7 +126,7 @@ class ResponsesProvider(ChatProvider):
     def _read_stream(self, stream: Any, reply: Reply, calls: ToolCallAssembler,
                      text: list[str], on_text: Callable[[str], None]) -> None:
         with stream:
-            for event in stream:
+            for event in bounded(stream):
                 data = checked(event, {"type": str}, "an event")
                 kind = data.get("type") or ""
                 shapes.check(data, shapes.RESPONSES_EVENTS.get(kind, {}), "an event")
