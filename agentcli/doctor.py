@@ -21,7 +21,7 @@ import openai
 from .config import Settings
 from .errors import ModelError, ModelTimeout
 from .messages import ToolCall
-from .providers import ChatProvider, Reply, ResponsesProvider
+from .providers import ChatProvider, Provider, Reply, ResponsesProvider
 from .providers.base import DropField, error_message, names_field
 from .quirks import Quirk, dropped, tool_call_quirks
 
@@ -164,8 +164,9 @@ class _Recording:
             yield item
 
 
-class ChatProbe(ChatProvider):
-    """The Chat Completions provider, keeping the raw chunks and the refusal status."""
+class RecordingProvider(Provider):
+    """A provider that keeps the raw chunks and the refusal status (mixed into the
+    protocol's provider: ``ChatProbe``, ``ResponsesProbe``)."""
 
     def __init__(self, settings: Settings, api_key: str | None, *, client: openai.OpenAI,
                  debug: Callable[[str], None] | None = None) -> None:
@@ -199,13 +200,17 @@ class ChatProbe(ChatProvider):
         return [dropped(name) for name in sorted(self.dropped_fields)]
 
 
-class ResponsesProbe(ChatProbe, ResponsesProvider):
-    """The same over the Responses API."""
+class ChatProbe(RecordingProvider, ChatProvider):
+    """Probes over Chat Completions."""
+
+
+class ResponsesProbe(RecordingProvider, ResponsesProvider):
+    """Probes over the Responses API."""
 
 
 @dataclass
 class Exchange:
-    probe: ChatProbe
+    probe: RecordingProvider
     reply: Reply | None = None
     error: ModelError | None = None
 

@@ -23,7 +23,7 @@ from .responses import ResponsesProvider
 __all__ = ["ChatProvider", "Provider", "Reply", "ResponsesProvider", "provider_class"]
 
 
-def provider_class(api: str | None) -> type[ChatProvider]:
+def provider_class(api: str | None) -> type[Provider]:
     """The provider for ``api`` (the ``api`` setting); the realtime one, and
     ``websockets`` with it, is imported only when ``api = "realtime"``."""
     if api == "realtime":

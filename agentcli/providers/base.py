@@ -85,6 +85,11 @@ class Provider:
 
     takes_images = False
     """Whether tool results' images are sent."""
+    api = "chat"
+    """The ``api`` setting that picks this protocol."""
+    unsent: tuple[str, ...] = ()
+    """Settings the protocol has no parameter for: when set, they are left out (with a
+    warning when the provider is made)."""
 
     def __init__(self, settings: Settings, api_key: str | None, *,
                  notice: Callable[[str], None] = lambda _: None,
@@ -104,6 +109,10 @@ class Provider:
         self.client = client or openai.OpenAI(api_key=api_key or "no-key",
                                               base_url=settings.base_url, max_retries=0,
                                               timeout=settings.request_timeout)
+        unsent = [key for key in self.unsent if getattr(settings, key) is not None]
+        if unsent:
+            notice(f"warning: {', '.join(unsent)} cannot be sent with api = \"{self.api}\" "
+                   "and is ignored (use api = \"chat\" to send it)")
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *,
                  tool_choice: Any = None, stream: bool = True,

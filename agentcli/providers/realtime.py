@@ -50,17 +50,13 @@ from ..errors import (
 from ..messages import Message, Usage
 from . import shapes
 from .assemble import MAX_REPLY_CHARS, MAX_REPLY_EVENTS, ToolCallAssembler
-from .base import DropField, Reply, Retry, ServerError, checked, finalise, said
-from .chat import ChatProvider
+from .base import DropField, Provider, Reply, Retry, ServerError, checked, finalise, said
 from .responses import (  # the same flat function tools and call items
     call_item,
     output_item,
     to_tool_choice,
     to_tools,
 )
-
-UNSENT = ("temperature", "top_p", "seed")
-"""Settings the Realtime API has no parameter for: when set, they are left out."""
 
 #: Session fields some models reject; dropped and remembered after an error naming them.
 OPTIONAL_SESSION = ("parallel_tool_calls",)
@@ -121,15 +117,13 @@ def to_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
-class RealtimeProvider(ChatProvider):
+class RealtimeProvider(Provider):
+    api = "realtime"
+    unsent = ("temperature", "top_p", "seed")  # the Realtime API has no parameter for them
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """As ChatProvider; warns once about each set key that cannot be sent."""
         super().__init__(*args, **kwargs)
         self._forget()
-        unsent = [key for key in UNSENT if getattr(self.settings, key) is not None]
-        if unsent:
-            self._notice(f"warning: {', '.join(unsent)} cannot be sent with api = \"realtime\" "
-                         "and is ignored (use api = \"chat\" to send it)")
 
     def _forget(self) -> None:
         """No connection, and nothing known to be on the server."""

@@ -17,8 +17,7 @@ from ..errors import ModelError
 from ..messages import Usage
 from . import shapes
 from .assemble import ToolCallAssembler, bounded
-from .base import Reply, checked, finalise
-from .chat import ChatProvider
+from .base import Provider, Reply, checked, finalise
 
 
 def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -82,19 +81,10 @@ def to_tool_choice(choice: Any) -> Any:
     return choice
 
 
-UNSENT = ("seed",)
-"""Settings the Responses API has no parameter for: when set, they are left out."""
-
-
-class ResponsesProvider(ChatProvider):
+class ResponsesProvider(Provider):
     takes_images = True
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """As ChatProvider; warns once about each set key that cannot be sent."""
-        super().__init__(*args, **kwargs)
-        unsent = [key for key in UNSENT if getattr(self.settings, key) is not None]
-        if unsent:
-            self._notice(f"warning: {', '.join(unsent)} cannot be sent with api = \"responses\" "
-                         "and is ignored (use api = \"chat\" to send it)")
+    api = "responses"
+    unsent = ("seed",)  # the Responses API has no parameter for it
 
     def build_request(self, model: str, messages: list[dict[str, Any]],
                       tools: list[dict[str, Any]], tool_choice: Any,
