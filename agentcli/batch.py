@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .agent import Agent, Limits
@@ -145,7 +145,7 @@ def result_line(task: Task, status: str, turn: TurnResult | None = None, *, data
     turn = turn or TurnResult()
     return {"id": task.id, "status": status, "answer": turn.answer if turn.steps else None,
             "data": data, "error": error, "tool_calls": [r.as_json() for r in turn.tool_calls],
-            "usage": turn.usage.model_dump()}
+            "usage": asdict(turn.usage)}
 
 
 @dataclass

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from typing import Any
 
 import openai
@@ -380,7 +381,7 @@ class BatchApiRun:
     def _line(self, task: OpenTask, status: str, *, data: Any = None,
               error: str | None = None) -> dict[str, Any]:
         line = _line(task.id, status, answer=task.answer, data=data, error=error,
-                     tool_calls=task.tool_calls, usage=task.usage.model_dump())
+                     tool_calls=task.tool_calls, usage=asdict(task.usage))
         line["duration_ms"] = max(0, round((time.time() - task.started) * 1000))
         return line
 
@@ -417,7 +418,7 @@ def _line(task_id: Any, status: str, *, answer: str | None = None, data: Any = N
           usage: dict[str, Any] | None = None) -> dict[str, Any]:
     """A result line with exactly the local backend's fields."""
     return {"id": task_id, "status": status, "answer": answer, "data": data, "error": error,
-            "tool_calls": tool_calls or [], "usage": usage or Usage().model_dump(),
+            "tool_calls": tool_calls or [], "usage": usage or asdict(Usage()),
             "duration_ms": 0}
 
 

@@ -21,7 +21,7 @@ sent over the window.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .messages import Message, ToolCall
 
@@ -106,7 +106,7 @@ def shorten(message: Message, limit: int) -> tuple[Message, int]:
         c is not o for c, o in zip(calls, message.tool_calls, strict=False))
     if not cut:
         return message, 0
-    return message.model_copy(update={"content": content, "tool_calls": calls}), cut
+    return replace(message, content=content, tool_calls=calls), cut
 
 
 def shorten_text(text: str, limit: int) -> str:
@@ -125,4 +125,4 @@ def _shorten_call(call: ToolCall, limit: int) -> ToolCall:
     arguments = json.dumps({"cut": start}, ensure_ascii=False)
     if len(arguments) >= len(call.arguments):
         return call
-    return call.model_copy(update={"arguments": arguments})
+    return replace(call, arguments=arguments)

@@ -9,10 +9,9 @@ history that breaks it.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-from pydantic import BaseModel, Field
 
 from .context import estimate
 from .messages import Message, ToolCall
@@ -31,13 +30,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class Conversation(BaseModel):
+@dataclass
+class Conversation:
     schema_version: int = SCHEMA_VERSION
-    id: str = Field(default_factory=new_id)
+    id: str = field(default_factory=new_id)
     model: str | None = None
-    created: str = Field(default_factory=_now)
-    updated: str = Field(default_factory=_now)
-    messages: list[Message] = Field(default_factory=list)
+    created: str = field(default_factory=_now)
+    updated: str = field(default_factory=_now)
+    messages: list[Message] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # The conversation owns its list: adding to it leaves the caller's list as it was.
+        self.messages = list(self.messages)
 
     def add(self, message: Message) -> None:
         self.messages.append(message)

@@ -1,15 +1,20 @@
-"""The conversation's data: messages, tool calls and token usage (pydantic)."""
+"""The conversation's data: messages, tool calls and token usage.
+
+Plain dataclasses, so importing them costs next to nothing. They are not
+validated when built: what comes from outside (a session file, a server's
+reply) is checked where it comes in (``sessions.parse``, ``providers.shapes``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from pydantic import BaseModel, Field
 
 Role = Literal["system", "user", "assistant", "tool"]
 
 
-class ToolCall(BaseModel):
+@dataclass
+class ToolCall:
     """One call proposed by the model, as normalised by the provider.
 
     ``arguments`` is the JSON text exactly as the model sent it. ``truncated``
@@ -28,14 +33,20 @@ class ToolCall(BaseModel):
                 "function": {"name": self.name, "arguments": args}}
 
 
-class Message(BaseModel):
+@dataclass
+class Message:
     role: Role
     content: str | None = None
-    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
     interrupted: bool = False
-    images: list[dict[str, str]] = Field(default_factory=list)
+    images: list[dict[str, str]] = field(default_factory=list)
     """A tool result's images (``{"mime_type", "data"}``, base64); its text has a line for each."""
+
+    def __post_init__(self) -> None:
+        # The message owns its lists: changing the caller's list later does not change it.
+        self.tool_calls = list(self.tool_calls)
+        self.images = [dict(image) for image in self.images]
 
     def to_api(self, *, images: bool = False) -> dict[str, Any]:
         """The message as the Chat Completions API wants it (no nulls, no extras);
@@ -54,7 +65,8 @@ class Message(BaseModel):
         return out
 
 
-class Usage(BaseModel):
+@dataclass
+class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0

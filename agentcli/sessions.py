@@ -29,18 +29,20 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-from pydantic import ValidationError
 
 from . import paths
 from .conversation import SCHEMA_VERSION, Conversation
 from .errors import NoSuchSession, SessionError
 from .messages import Message
 from .nesting import shape_problem
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 LOCK_TIMEOUT = 5.0
@@ -64,11 +66,21 @@ class Saved:
     merged: bool = False
 
 
+@cache
+def _validator() -> TypeAdapter[Conversation]:
+    """pydantic's validator of a saved conversation, built the first time a file is read
+    (so a command that reads none never imports pydantic)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Conversation)
+
+
 def parse(text: str) -> Conversation:
     """A conversation from a session file's text; ValueError if it is not one.
 
     The nesting is checked (``nesting.shape_problem``) before pydantic walks the
-    data; the JSON parser itself stops at its recursion limit.
+    data; the JSON parser itself stops at its recursion limit. Keys the
+    dataclasses do not have are ignored.
     """
     too_deep = f"nested more than {MAX_DEPTH} levels deep"
     try:
@@ -77,8 +89,10 @@ def parse(text: str) -> Conversation:
         raise ValueError(too_deep) from None
     if shape_problem(data, MAX_DEPTH) is not None:
         raise ValueError(too_deep)
+    from pydantic import ValidationError
+
     try:
-        return Conversation.model_validate(data)
+        return _validator().validate_python(data)
     except ValidationError as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
 
@@ -208,8 +222,7 @@ class SessionStore:
         return True
 
     def _write(self, conv: Conversation, file: Path) -> None:
-        payload = json.dumps(scrub(conv.model_dump(mode="json"), self._secrets), indent=1,
-                             ensure_ascii=False)
+        payload = json.dumps(scrub(asdict(conv), self._secrets), indent=1, ensure_ascii=False)
         fd, tmp = tempfile.mkstemp(prefix=f".{conv.id}.", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

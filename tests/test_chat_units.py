@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import asdict
 
 import pytest
 from prompt_toolkit.document import Document
@@ -37,7 +38,7 @@ def conversation_of(*turns: str, answer: str = "answer " * 20) -> Conversation:
 
 def test_fit_leaves_out_the_oldest_turns_whole_and_keeps_the_system_message():
     conv = conversation_of("one", "two", "three", answer="ok")
-    saved = conv.model_dump()
+    saved = asdict(conv)
     assert fit(conv.messages, conv.estimate_tokens()).dropped == 0
     fitted = fit(conv.messages, conv.estimate_tokens() - 1)
     assert (fitted.dropped, fitted.shortened) == (4, 0)  # one whole turn: user, call, result, answer
@@ -46,7 +47,7 @@ def test_fit_leaves_out_the_oldest_turns_whole_and_keeps_the_system_message():
     check(fitted.messages)  # still valid: calls left with their results
     latest = fit(conv.messages, sum(estimate(m) for m in conv.messages[:1] + conv.messages[-4:]))
     assert latest.dropped == 8 and [m.role for m in latest.messages][:2] == ["system", "user"]
-    assert conv.model_dump() == saved  # the conversation itself is never changed
+    assert asdict(conv) == saved  # the conversation itself is never changed
 
 
 def test_fit_shortens_one_huge_text_instead_of_dropping_every_earlier_turn():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_a_session_killed_mid_call_is_repaired_on_load(tmp_path):
     store = SessionStore(tmp_path)
     conv = conv_with_calls("a", "b")
-    (tmp_path / f"{conv.id}.json").write_text(conv.model_dump_json())
+    (tmp_path / f"{conv.id}.json").write_text(json.dumps(asdict(conv)))
     loaded = store.load(conv.id)
     loaded.to_api()
     assert [m.tool_call_id for m in loaded.messages[-2:]] == ["a", "b"]

@@ -208,3 +208,24 @@ def test_the_cycle_collector_is_paused_for_start_up_only(home, server, run_args)
     state = json.loads(server.requests[1].body["messages"][-1]["content"])
     assert state["enabled"] is True
     assert state["frozen"] > 10_000  # the SDK's models and the rest of start-up
+
+
+def test_the_conversation_loads_pydantic_only_to_read_a_saved_session(tmp_path):
+    # the conversation's data is plain dataclasses; pydantic validates a session file
+    # when one is read, and a corrupt one is still refused with a clear error
+    assert "pydantic" not in loaded_after("import agentcli.conversation, agentcli.context")
+    code = (f"from pathlib import Path\nfrom agentcli.conversation import Conversation\n"
+            "from agentcli.errors import SessionError\nfrom agentcli.messages import Message\n"
+            "from agentcli.sessions import SessionStore\nimport sys\n"
+            f"store = SessionStore(Path({str(tmp_path)!r}))\n"
+            "conv = Conversation(id='good')\nconv.add(Message(role='user', content='hi'))\n"
+            "store.save(conv)\n"
+            "print('pydantic' in sys.modules)\n"
+            "assert store.load('good').messages == conv.messages\n"
+            "print('pydantic' in sys.modules)\n"
+            "Path(store.directory, 'bad.json').write_text('{\"messages\": [{\"role\": 5}]}')\n"
+            "try:\n    store.load('bad')\nexcept SessionError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after, error = out.stdout.splitlines()[:3]
+    assert (before, after) == ("False", "True")
+    assert "bad.json: the session file is corrupt" in error

@@ -9,7 +9,7 @@ import pytest
 
 from agentcli.conversation import Conversation
 from agentcli.messages import Message, ToolCall
-from agentcli.sessions import SessionStore
+from agentcli.sessions import SessionStore, parse
 
 
 def saved(session_id: str, question: str = "what is 17*23?") -> Conversation:
@@ -85,7 +85,7 @@ def test_export_json_is_the_stored_session(cli, home):
     assert result.code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["id"] == "alpha" and len(data["messages"]) == len(conv.messages)
-    assert Conversation.model_validate(data).messages == conv.messages
+    assert parse(result.stdout).messages == conv.messages
 
 
 def test_rm_removes_the_file(cli, home):

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from ..agent import Agent
@@ -150,7 +150,7 @@ class _Output:
 def _json(result: TurnResult, session_id: str | None) -> dict[str, object]:
     return {"answer": result.answer, "model": result.model, "steps": result.steps,
             "tool_calls": [r.as_json() for r in result.tool_calls],
-            "usage": result.usage.model_dump(), "session_id": session_id}
+            "usage": asdict(result.usage), "session_id": session_id}
 
 
 def run_command(opts: RunOptions) -> int:

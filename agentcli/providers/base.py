@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import openai
@@ -154,7 +154,7 @@ class Provider:
                 self._wait(retry, attempt)
                 continue
             self._log(f"reply: finish_reason={reply.finish_reason} tool_calls={len(reply.tool_calls)} "
-                      f"usage={reply.usage.model_dump() if reply.usage else None}")
+                      f"usage={asdict(reply.usage) if reply.usage else None}")
             return reply
 
     def _wait(self, retry: Retry, attempt: int) -> None:
