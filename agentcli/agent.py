@@ -130,7 +130,7 @@ class Agent:
         window = self.limits.context_window
         fixed = len(json.dumps(schemas)) // CHARS_PER_TOKEN if schemas else 0
         budget = window - min(self.limits.reply_tokens, window // 2) - fixed
-        fitted = fit(conv.messages, budget)
+        fitted = fit(conv.messages, budget, images=self.provider.takes_images)
         if fitted is None:
             raise ContextTooLarge(
                 f"this request cannot fit the model's context (context_window = {window:,} tokens, "

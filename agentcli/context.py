@@ -27,6 +27,10 @@ from .messages import Message, ToolCall
 
 CUT = "[... {count:,} characters cut to fit the context window]"
 CHARS_PER_TOKEN = 4
+IMAGE_TOKENS = 1_000
+"""What one image in a tool result is counted as, where images are sent (the Responses
+API): about what vision models charge for a picture of a megapixel or so at full detail.
+Images are never shortened; they leave with their turn."""
 
 
 @dataclass
@@ -38,24 +42,27 @@ class Fitted:
     shortened: int = 0  # texts sent shortened
 
 
-def estimate(message: Message) -> int:
-    """A rough token count of one message: characters / 4, plus a little per message."""
+def estimate(message: Message, *, images: bool = False) -> int:
+    """A rough token count of one message: characters / 4, plus a little per message;
+    with ``images`` (they are sent), ``IMAGE_TOKENS`` for each image."""
     size = len(message.content or "") + sum(len(c.name) + len(c.arguments) for c in message.tool_calls)
-    return size // CHARS_PER_TOKEN + 4
+    pictures = len(message.images) * IMAGE_TOKENS if images else 0
+    return size // CHARS_PER_TOKEN + 4 + pictures
 
 
-def fit(messages: list[Message], budget: int) -> Fitted | None:
-    """The messages to send within ``budget`` tokens; None if they cannot fit."""
+def fit(messages: list[Message], budget: int, *, images: bool = False) -> Fitted | None:
+    """The messages to send within ``budget`` tokens; None if they cannot fit.
+    ``images``: tool results' images are sent, and count (``IMAGE_TOKENS`` each)."""
     if budget <= 0:
         return None
     longest = max((_longest(m) for m in messages), default=0)
-    if _size(messages, longest) <= budget:
+    if _size(messages, longest, images) <= budget:
         return Fitted(list(messages))
     floor = min(longest, budget * CHARS_PER_TOKEN // 8)
     kept, dropped = list(messages), 0
-    if _size(kept, floor) > budget:
-        kept, dropped = _drop_oldest_turns(messages, budget, floor)
-    limit = _largest_limit(kept, budget, longest)
+    if _size(kept, floor, images) > budget:
+        kept, dropped = _drop_oldest_turns(messages, budget, floor, images)
+    limit = _largest_limit(kept, budget, longest, images)
     if limit is None:
         return None
     shortened = [shorten(m, limit) for m in kept]
@@ -67,9 +74,9 @@ def _longest(message: Message) -> int:
 
 
 def _drop_oldest_turns(messages: list[Message], budget: int,
-                       limit: int) -> tuple[list[Message], int]:
+                       limit: int, images: bool) -> tuple[list[Message], int]:
     first = 1 if messages and messages[0].role == "system" else 0
-    sizes = [estimate(shorten(m, limit)[0]) for m in messages]
+    sizes = [estimate(shorten(m, limit)[0], images=images) for m in messages]
     starts = [i for i, m in enumerate(messages) if m.role == "user" and i > first]
     total, start = sum(sizes), first
     for later in starts:
@@ -80,22 +87,23 @@ def _drop_oldest_turns(messages: list[Message], budget: int,
     return messages[:first] + messages[start:], start - first
 
 
-def _largest_limit(messages: list[Message], budget: int, high: int) -> int | None:
+def _largest_limit(messages: list[Message], budget: int, high: int,
+                   images: bool) -> int | None:
     """The longest text length (at most ``high``) at which ``messages`` fit; None if none."""
     low = 0
-    if _size(messages, low) > budget:
+    if _size(messages, low, images) > budget:
         return None
     while low < high:
         middle = (low + high + 1) // 2
-        if _size(messages, middle) <= budget:
+        if _size(messages, middle, images) <= budget:
             low = middle
         else:
             high = middle - 1
     return low
 
 
-def _size(messages: list[Message], limit: int) -> int:
-    return sum(estimate(shorten(m, limit)[0]) for m in messages)
+def _size(messages: list[Message], limit: int, images: bool) -> int:
+    return sum(estimate(shorten(m, limit)[0], images=images) for m in messages)
 
 
 def shorten(message: Message, limit: int) -> tuple[Message, int]:

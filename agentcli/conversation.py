@@ -80,9 +80,10 @@ class Conversation:
         self.check()
         return [m.to_api() for m in self.messages]
 
-    def estimate_tokens(self) -> int:
-        """A rough token count (characters / 4) of everything that would be sent."""
-        return sum(estimate(m) for m in self.messages)
+    def estimate_tokens(self, *, images: bool = False) -> int:
+        """A rough token count (characters / 4) of everything that would be sent;
+        ``images``: tool results' images are sent, and count."""
+        return sum(estimate(m, images=images) for m in self.messages)
 
     def _turn_starts(self) -> list[int]:
         return [i for i, m in enumerate(self.messages) if m.role == "user"]

@@ -13,7 +13,7 @@ from rich.console import Console
 from agentcli import audit
 from agentcli.commands.chat import ChatOptions, ChatSession
 from agentcli.config import Settings
-from agentcli.context import estimate, fit
+from agentcli.context import IMAGE_TOKENS, estimate, fit
 from agentcli.conversation import Conversation, check
 from agentcli.errors import Interrupted
 from agentcli.events import ApprovalRequest, ToolRecord
@@ -48,6 +48,19 @@ def test_fit_leaves_out_the_oldest_turns_whole_and_keeps_the_system_message():
     latest = fit(conv.messages, sum(estimate(m) for m in conv.messages[:1] + conv.messages[-4:]))
     assert latest.dropped == 8 and [m.role for m in latest.messages][:2] == ["system", "user"]
     assert asdict(conv) == saved  # the conversation itself is never changed
+
+
+def test_images_count_toward_the_context_only_where_they_are_sent():
+    # a tool result with two pictures (the Responses API sends them, Chat Completions does
+    # not): where they are sent, the turn that holds them leaves to make room
+    conv = conversation_of("one", "two", answer="ok")
+    conv.messages[3].images = [{"mime_type": "image/png", "data": "iVBORw0KGgo="}] * 2
+    text_only = conv.estimate_tokens()
+    assert conv.estimate_tokens(images=True) == text_only + 2 * IMAGE_TOKENS
+    assert fit(conv.messages, text_only).dropped == 0  # Chat Completions: text only
+    fitted = fit(conv.messages, text_only, images=True)
+    assert fitted.dropped == 4 and not any(m.images for m in fitted.messages)
+    check(fitted.messages)
 
 
 def test_fit_shortens_one_huge_text_instead_of_dropping_every_earlier_turn():
