@@ -7,10 +7,12 @@ The loop never prints. It calls ``on_event`` with these, and asks an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .messages import ToolCall, Usage
-from .tools.base import Tool
+
+if TYPE_CHECKING:  # the tools (and pydantic's models for them) load with the registry
+    from .tools.base import Tool
 
 Status = Literal["ok", "error", "denied", "timeout", "cancelled"]
 

@@ -179,3 +179,57 @@ def test_an_unexpected_error_in_a_turn_is_one_line_and_the_turn_is_saved(home):
     assert "Traceback" not in screen
     saved = SessionStore().load(chat.conv.id).messages
     assert [m.content for m in saved[-2:]] == ["hi", "[no answer: error: RuntimeError: kaput]"]
+
+
+CONSOLE_CASES = '''
+import sys
+from agentcli.ui.console import TerminalConsole, stdout_console
+from agentcli.ui.render import Styled
+
+banner = Styled("agentcli chat · model gpt-4o-mini · session 20250101-120000-abcdef · "
+                "/help for commands, Ctrl-D to exit", "dim")
+mixed = Styled("✓ ".replace("✓", "+"), "green").append("calculator ", "bold")
+mixed.append('{"expression": "17*23"}', "dim").append(" → 391".replace("→", "->"))
+mixed.append("  (3 ms)", "dim")
+cases = [
+    (banner,), ("plain words " * 9,), (Styled("exactly forty characters wide, no more!!", "red"),),
+    (Styled("forty, then spaces past the edge:   ab  " + "   ", "yellow"),),
+    (Styled("Session x is open.\\n  f  fork it\\n\\n  c  continue it", "bold red"),),
+    (mixed,), ("two", Styled("objects", "dim")), (),
+    (Styled("a", "dim").append("b", "dim").append("").append("c"),),
+]
+direct = TerminalConsole()
+for objects in cases:
+    direct.print(*objects)
+assert direct._console is None and "rich" not in sys.modules, "written through rich"
+print("=====", flush=True)
+from agentcli.ui.console import _rich_stdout
+rich = _rich_stdout()
+for objects in cases:
+    rich.print(*objects)
+print("=====", flush=True)
+'''
+
+
+@pytest.mark.parametrize("columns", [40, 80, 120])
+@pytest.mark.parametrize("no_color", [False, True])
+def test_the_chat_console_writes_lines_as_rich_does_without_rich(tmp_path, columns, no_color):
+    # chat's banner and simple lines are written without importing rich: on a real
+    # terminal, the bytes are those rich writes (folding, SGR, NO_COLOR)
+    import os
+    import sys
+
+    import pexpect
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")}
+    env.update(TERM="xterm", **({"NO_COLOR": "1"} if no_color else {}))
+    child = pexpect.spawn(sys.executable, ["-c", CONSOLE_CASES], env=env, cwd=str(tmp_path),
+                          encoding="utf-8", timeout=30, dimensions=(24, columns))
+    child.expect("=====")
+    direct = child.before
+    child.expect("=====")
+    written_by_rich = child.before.lstrip("\r\n")
+    child.expect(pexpect.EOF)
+    assert direct == written_by_rich
+    assert ("\x1b[2m" in direct) and (("\x1b[31m" in direct) is not no_color)

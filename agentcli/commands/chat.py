@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.text import Text
-
 from .. import collector, paths, trust
 from ..config import DEFAULT_CONTEXT, Settings
 from ..conversation import Conversation, new_id
@@ -41,6 +38,7 @@ from ..policy import Rules
 from ..sessions import Saved, SessionStore
 from ..ui.chat_approve import ask_choice, ask_yes_no, muted_input
 from ..ui.console import stdout_console
+from ..ui.render import Styled
 from ..ui.repl import ChatCompleter, Prompt, SlashCommands
 from ..ui.safe_text import visible
 from .common import (
@@ -56,6 +54,8 @@ from .common import (
 )
 
 if TYPE_CHECKING:  # loaded after the prompt is up (see Startup)
+    from rich.console import Console
+
     from ..agent import Agent
     from ..events import Event, ToolRecord
     from ..ui.stream import TurnView
@@ -120,11 +120,11 @@ def unexpected_guard(console: Console, verbose: bool, body: Callable[[], int]) -
         return 1
 
 
-def unexpected_line(exc: BaseException, verbose: bool) -> Text:
+def unexpected_line(exc: BaseException, verbose: bool) -> Styled:
     """One line for a bug (the traceback, escaped, only with ``-v``)."""
     if verbose:
-        return Text(visible(traceback.format_exc(), keep_newlines=True), style="red")
-    return Text(f"agentcli: unexpected error: {type(exc).__name__}: {visible(str(exc))} "
+        return Styled(visible(traceback.format_exc(), keep_newlines=True), style="red")
+    return Styled(f"agentcli: unexpected error: {type(exc).__name__}: {visible(str(exc))} "
                 "(run with -v for details)", style="red")
 
 
@@ -285,6 +285,8 @@ class ChatSession:
             if self.startup.done:
                 agent = self.startup.result()  # raises what went wrong
             else:
+                from rich.text import Text
+
                 with self.console.status(Text("loading tools…", style="dim"), spinner="dots"):
                     agent = self.startup.result()
         self.notes.show(live=True)
@@ -331,7 +333,7 @@ class ChatSession:
         rules = load_rules(opts, loaded)
         settings = loaded.settings
         api_key = settings.api_key()
-        notice = lambda text: console.print(Text(f"agentcli: {visible(text)}", style="dim"))  # noqa: E731
+        notice = lambda text: console.print(Styled(f"agentcli: {visible(text)}", style="dim"))  # noqa: E731
         settings = resolve(settings, api_key, notice)
         chat = cls(opts, settings, console, SessionStore(secrets=[api_key] if api_key else []),
                    notice, rules)
@@ -358,7 +360,7 @@ class ChatSession:
         try:
             conv = self.store.load(session_id)
         except SessionError as exc:
-            self.console.print(Text(f"agentcli: error: {visible(str(exc))}", style="red"))
+            self.console.print(Styled(f"agentcli: error: {visible(str(exc))}", style="red"))
             self.console.print(f"starting a new session ({self.conv.id}) instead")
             return
         self._switch(conv, "resumed")
@@ -386,7 +388,7 @@ class ChatSession:
 
     def _open_elsewhere(self, conv: Conversation) -> None:
         """The session is open in another chat: fork it (the default) or share it."""
-        self.console.print(Text(
+        self.console.print(Styled(
             f"Session {conv.id} is open in another agentcli chat.\n"
             "  f  fork it: continue a copy under a new id (the other chat keeps the original)\n"
             "  c  continue it anyway: both chats save into it, each after what the other saved",
@@ -413,7 +415,7 @@ class ChatSession:
                                        self.toolbar, shown=self.startup.start)
         commands = SlashCommands(self)
         if not self.opts.quiet:
-            self.console.print(Text(f"agentcli chat · model {visible(self.model())} · "
+            self.console.print(Styled(f"agentcli chat · model {visible(self.model())} · "
                                     f"session {self.conv.id} · /help for commands, Ctrl-D to exit",
                                     style="dim"))
         with muted_input():
@@ -423,7 +425,7 @@ class ChatSession:
                 self._interrupted()
                 self.save(quiet=True)
                 self.console.show_cursor(True)
-                self.console.print(Text("agentcli: terminated (SIGTERM)", style="yellow"))
+                self.console.print(Styled("agentcli: terminated (SIGTERM)", style="yellow"))
                 return 143
             finally:
                 self.close()
@@ -442,7 +444,7 @@ class ChatSession:
 
     def _goodbye(self) -> int:
         if self.store.path(self.conv.id).exists() and not self.opts.quiet:
-            self.console.print(Text(f"session saved; continue it with: agentcli chat --resume "
+            self.console.print(Styled(f"session saved; continue it with: agentcli chat --resume "
                                     f"{self.conv.id}", style="dim"))
         return 0
 
@@ -477,7 +479,7 @@ class ChatSession:
         agent = self.agent
         self.conv.add(Message(role="user", content=text))
         view = self._view = TurnView(self.console)
-        problem: Text | None = None
+        problem: Styled | None = None
         why = "interrupted"
         try:
             view.start()
@@ -486,12 +488,12 @@ class ChatSession:
             result = agent.run_turn(self.conv, None, tool_choice=self.choice)
             self.usage.add(result.usage)
             if result.finish_reason == "length":
-                problem = Text("agentcli: the answer was cut off by the token limit (max_tokens)",
+                problem = Styled("agentcli: the answer was cut off by the token limit (max_tokens)",
                                style="yellow")
         except (Interrupted, KeyboardInterrupt):
-            problem = Text("⏹ interrupted: the turn was cancelled", style="yellow")
+            problem = Styled("⏹ interrupted: the turn was cancelled", style="yellow")
         except AgentCLIError as exc:
-            problem = Text(f"agentcli: error: {visible(str(exc))}", style="red")
+            problem = Styled(f"agentcli: error: {visible(str(exc))}", style="red")
             why = no_answer_reason(exc)
         except Exception as exc:
             problem = unexpected_line(exc, self.opts.verbose)
@@ -517,7 +519,7 @@ class ChatSession:
             self._view.close()
             self._view = None
         self._settle("interrupted")
-        self.console.print(Text("⏹ interrupted", style="yellow"))
+        self.console.print(Styled("⏹ interrupted", style="yellow"))
 
     def _on_event(self, event: Event) -> None:
         from ..events import ToolFinished
@@ -542,7 +544,7 @@ class ChatSession:
             saved = self.store.save(self.conv)
         except SessionError as exc:
             self.conv.id = old_id
-            self.console.print(Text(f"agentcli: error: {visible(str(exc))} "
+            self.console.print(Styled(f"agentcli: error: {visible(str(exc))} "
                                     "(the conversation is still here: the next exchange or "
                                     "/save NAME tries again)", style="red"))
             return
@@ -552,7 +554,7 @@ class ChatSession:
         if self.store.marked_open != self.conv.id:
             self.store.mark_open(self.conv.id)
         if saved.merged:
-            self.console.print(Text(
+            self.console.print(Styled(
                 f"agentcli: session {self.conv.id} was also saved by another agentcli meanwhile: "
                 "its new messages are kept, before this exchange (/history shows them)",
                 style="yellow"))
@@ -564,7 +566,7 @@ class ChatSession:
         try:
             conv = self.store.load(session_id)
         except SessionError as exc:
-            self.console.print(Text(f"agentcli: error: {visible(str(exc))}", style="red"))
+            self.console.print(Styled(f"agentcli: error: {visible(str(exc))}", style="red"))
             return
         self.save(quiet=True)
         self._switch(conv, "loaded")
@@ -578,6 +580,8 @@ class ChatSession:
 
     def reload(self) -> None:
         """Re-read the tools directories and restart the MCP servers; "always" answers stay."""
+        from rich.text import Text
+
         agent = self.agent
         with self.console.status(Text("loading tools…", style="dim"), spinner="dots") as status:
             manager = start_mcp(self.settings, self.opts, self.console)

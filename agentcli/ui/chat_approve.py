@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import Application, get_app
@@ -28,16 +28,16 @@ from prompt_toolkit.input import create_input
 from prompt_toolkit.input.typeahead import clear_typeahead
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
-from rich.console import Console
-from rich.text import Text
-
-from .approve import WORDS, TerminalApprover, choice_of
-from .approve import flush_typeahead as flush_tty
 
 try:
     import termios
 except ImportError:  # not a POSIX terminal: nothing to flush or mute
     termios = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:  # the approval panel (rich) loads with the first call to approve
+    from rich.console import Console
+
+    from .approve import TerminalApprover
 
 QUESTION = "Run it? [y/n/a/e/v] "
 GRACE = 0.3
@@ -78,6 +78,8 @@ def _terminal_attributes(stream: TextIO) -> tuple[int, list[Any]] | None:
 def ask_key(message: str = QUESTION, *, grace: float = GRACE,
             output: Output | None = None) -> str | None:
     """One of y/n/a/e/v from a single key (or a typed word + Enter); None on Ctrl-C/D."""
+    from .approve import WORDS, choice_of
+
     bindings = KeyBindings()
     changed = [time.monotonic()]
     empty = Condition(lambda: not get_app().current_buffer.text)
@@ -158,7 +160,9 @@ def ask_yes_no(message: str) -> bool:
 def flush_typeahead(stream: TextIO | None = None) -> None:
     """Throw away every key typed but not yet read: the tty's and prompt_toolkit's."""
     stream = stream or sys.stdin
-    flush_tty(stream)
+    if termios is not None:
+        with suppress(OSError, ValueError, AttributeError):
+            termios.tcflush(stream.fileno(), termios.TCIFLUSH)
     with suppress(OSError, ValueError, AttributeError):
         clear_typeahead(create_input(stream))
 
@@ -166,6 +170,10 @@ def flush_typeahead(stream: TextIO | None = None) -> None:
 def chat_approver(console: Console, *, output: Output | None = None) -> TerminalApprover:
     """Approval by single keys and a JSON editor (prompt_toolkit), for chat and for
     ``run`` in a terminal (where ``output`` is stderr, so stdout stays the answer's)."""
+    from rich.text import Text
+
+    from .approve import TerminalApprover
+
     def edit(current: str) -> str | None:
         console.print(Text("Edit the arguments as JSON; Esc Enter accepts, Ctrl-C cancels.",
                            style="dim"))

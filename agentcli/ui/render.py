@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from ..audit import ToolStats
-from ..events import ToolRecord
 from .safe_text import visible
 
 if TYPE_CHECKING:
     from rich.text import Text
+
+    from ..audit import ToolStats
+    from ..events import ToolRecord
 
 _MARKS = {"ok": ("✓", "green"), "error": ("✗", "red"), "denied": ("⊘", "yellow"),
           "timeout": ("⏱", "red"), "cancelled": ("⊘", "yellow")}

@@ -23,13 +23,13 @@ from prompt_toolkit.filters import Condition
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output, create_output
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from .render import Styled
 from .safe_text import visible
 
 if TYPE_CHECKING:  # the agent loop and the SDK load after the prompt is up
+    from rich.console import Console
+
     from ..agent import Agent
     from ..conversation import Conversation
     from ..events import ToolRecord
@@ -237,13 +237,19 @@ class SlashCommands:
         return True
 
     def do_help(self, arg: str) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
         for name, meta in COMMANDS.items():
             table.add_row(Text(name, style="bold"), Text(meta))
         self.console.print(table)
-        self.console.print(Text(KEYS, style="dim"))
+        self.console.print(Styled(KEYS, "dim"))
 
     def do_tools(self, arg: str) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
         from .render import short
 
         registry = self.chat.agent.registry
@@ -261,9 +267,9 @@ class SlashCommands:
             self.console.print(table)
         if starting:
             names = ", ".join(visible(name) for name in starting)
-            self.console.print(Text(f"MCP server{'s' if len(starting) > 1 else ''} still "
-                                    f"starting: {names} (their tools are listed once they are up)",
-                                    style="yellow"))
+            self.console.print(Styled(f"MCP server{'s' if len(starting) > 1 else ''} still "
+                                      f"starting: {names} (their tools are listed once they are "
+                                      "up)", "yellow"))
 
     def do_model(self, arg: str) -> None:
         provider = self.chat.agent.provider
@@ -284,7 +290,7 @@ class SlashCommands:
             return
         first = self.chat.conv.messages[:1]
         current = first[0].content if first and first[0].role == "system" else None
-        self.console.print(Text(visible(current, keep_newlines=True)) if current
+        self.console.print(Styled(visible(current, keep_newlines=True)) if current
                            else "no system prompt (set one with /system TEXT)")
 
     def do_clear(self, arg: str) -> None:
@@ -307,7 +313,7 @@ class SlashCommands:
             return
         from .render import short
 
-        self.console.print(Text(f"retrying: {short(text, 70)}", style="dim"))
+        self.console.print(Styled(f"retrying: {short(text, 70)}", "dim"))
         self.chat.send(text)
 
     def do_save(self, arg: str) -> None:
@@ -362,6 +368,6 @@ class SlashCommands:
         from .. import audit
         from .render import stats_text
 
-        self.console.print(Text(stats_text(audit.stats(entries))))
+        self.console.print(Styled(stats_text(audit.stats(entries))))
 
 
