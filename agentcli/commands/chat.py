@@ -452,7 +452,15 @@ class ChatSession:
         """The bottom toolbar: model, session, tokens used and the context estimate."""
         model = visible(self.model() or "?")
         return (f" {model} · session {self.conv.id} · {self.usage.total_tokens:,} tokens used"
-                f" · context ~{self.conv.estimate_tokens():,}/{self.context_window():,}")
+                f" · context ~{self.conv.estimate_tokens(images=self.sends_images()):,}"
+                f"/{self.context_window():,}")
+
+    def sends_images(self) -> bool:
+        """Whether tool results' images go to the model (so count in the context)."""
+        agent = self.startup.ready()
+        if agent is not None:
+            return agent.provider.takes_images
+        return self.settings.api == "responses"
 
     def context_window(self) -> int:
         """The model's context in tokens, from ``context_window`` in the config."""

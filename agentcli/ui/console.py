@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ class TerminalConsole:
 
     def __init__(self) -> None:
         self._console: Console | None = None
+        self._making = threading.Lock()  # chat's background start-up prints too
 
     def print(self, *objects: Any, **options: Any) -> None:
         """Like ``rich.console.Console.print``."""
@@ -186,8 +188,9 @@ class TerminalConsole:
             return False
 
     def _rich(self) -> Console:
-        if self._console is None:
-            self._console = _rich_stdout()
+        with self._making:
+            if self._console is None:
+                self._console = _rich_stdout()
         return self._console
 
     def __getattr__(self, name: str) -> Any:
