@@ -208,3 +208,17 @@ def test_the_cycle_collector_is_paused_for_start_up_only(home, server, run_args)
     state = json.loads(server.requests[1].body["messages"][-1]["content"])
     assert state["enabled"] is True
     assert state["frozen"] > 10_000  # the SDK's models and the rest of start-up
+
+
+def test_settings_are_loaded_and_validated_without_pydantic(home):
+    # every kind of table is walked: tools and limits, hooks, MCP servers, profiles
+    config = home / "config" / "agentcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('profile = "p"\n[profiles.p]\nmodel = "m"\ntemperature = 0.5\n'
+                      '[tools]\ntimeout = 5\n[tools.limits.calculator]\nmax_calls_per_minute = 9\n'
+                      '[[hooks.pre_tool]]\ncommand = ["true"]\n'
+                      '[mcp.servers.x]\ncommand = "no-such-mcp-command"\n')
+    code = ("import agentcli.config as c\nsettings = c.load().settings\n"
+            "assert settings.model == 'm' and settings.tools.limits['calculator']"
+            ".max_calls_per_minute == 9")
+    assert "pydantic" not in loaded_after(code)
