@@ -9,6 +9,7 @@ one that fails, is refused or hangs becomes a row like any other.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import traceback
@@ -250,8 +251,8 @@ class Doctor:
         self.listing: list[dict[str, Any]] = []
         self.unreachable = False
         # the parameters are run's own (a reasoning model refuses a temperature, for one)
-        self.settings = settings.model_copy(update={
-            "max_retries": 0, "request_timeout": timeout, "fallback_model": None})
+        self.settings = dataclasses.replace(settings, max_retries=0, request_timeout=timeout,
+                                            fallback_model=None)
         #: One HTTP client and one SDK client for every probe (each new one costs ~0.1 s).
         self.http = openai.DefaultHttpxClient(timeout=timeout)
         self.client = openai.OpenAI(api_key=api_key or "no-key", base_url=settings.base_url,
@@ -299,9 +300,9 @@ class Doctor:
             responses: bool = False) -> Exchange:
         """One streamed request through the provider; its error is kept, not raised."""
         cap = self.configured.max_tokens
-        settings = self.settings.model_copy(update={
-            "model": self.model, "max_tokens": min(tokens, cap) if cap else tokens,
-            "parallel_tool_calls": parallel})
+        settings = dataclasses.replace(
+            self.settings, model=self.model, max_tokens=min(tokens, cap) if cap else tokens,
+            parallel_tool_calls=parallel)
         kind = ResponsesProbe if responses else ChatProbe
         probe = kind(settings, self.key, client=self.client, debug=self.debug)
         probe.answer_format = answer_format

@@ -7,6 +7,7 @@ with its first model. With a base URL but no model, it asks that server.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from .config import Settings
@@ -64,14 +65,14 @@ def resolve(settings: Settings, api_key: str | None, notice: Callable[[str], Non
                 "(e.g. http://127.0.0.1:11434/v1 for Ollama); no local server answered on ports "
                 + ", ".join(map(str, ports)))
         base_url, models = found
-        settings = settings.model_copy(update={"base_url": base_url})
+        settings = dataclasses.replace(settings, base_url=base_url)
         model = settings.model or (models[0] if models else None)
         notice(f"using the local server at {base_url} (model {model or 'unknown'})")
-        return settings.model_copy(update={"model": model or "default"})
+        return dataclasses.replace(settings, model=model or "default")
     if settings.model:
         return settings
     if settings.base_url is None:
-        return settings.model_copy(update={"model": DEFAULT_OPENAI_MODEL})
+        return dataclasses.replace(settings, model=DEFAULT_OPENAI_MODEL)
     try:
         models = list_models(settings.base_url, api_key)
     except ModelConnectionError:
@@ -80,4 +81,4 @@ def resolve(settings: Settings, api_key: str | None, notice: Callable[[str], Non
         models = []
     if not models:
         raise ConfigError(f"no model given and {settings.base_url} lists none: pass -m/--model")
-    return settings.model_copy(update={"model": models[0]})
+    return dataclasses.replace(settings, model=models[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -124,10 +125,10 @@ def test_config_init_writes_a_valid_starter_file(cli, home):
 
 def test_example_config_documents_every_key():
     text = (Path(config.__file__).parent / "config.example.toml").read_text()
-    for key in config.Settings.model_fields:
-        assert key in text, key
-    for key in list(config.ToolSettings.model_fields) + list(config.HttpSettings.model_fields):
-        assert key in text, key
+    for f in dataclasses.fields(config.Settings):
+        assert f.name in text, f.name
+    for f in dataclasses.fields(config.ToolSettings) + dataclasses.fields(config.HttpSettings):
+        assert f.name in text, f.name
 
 
 def test_config_path_lists_the_files(cli, home):
@@ -160,3 +161,79 @@ def test_run_in_untrusted_dir_skips_local_tools_and_config(cli, home, server, ru
     server.enqueue(text("ok"))
     cli("run", *run_args, "x")
     assert "evil" in [t["function"]["name"] for t in server.requests[1].body["tools"]]
+
+
+# What the settings classes declare is checked key by key: types as strict as the
+# declarations say, unknown keys at every depth, and pydantic's wording for each problem.
+
+@pytest.mark.parametrize("text, expected", [
+    ("max_steps = true\n", "key 'max_steps': input should be a valid integer (got True)"),
+    ("temperature = false\n", "key 'temperature': input should be a valid number (got False)"),
+    ("[http]\nmax_bytes = 1000.0\n",
+     "key 'http.max_bytes': input should be a valid integer (got 1000.0)"),
+    ("temperature = nan\n", "key 'temperature': input should be a finite number (got nan)"),
+    ("[mcp.servers.a]\ncommand = 'x'\ntool_timeout = -inf\n",
+     "key 'mcp.servers.a.tool_timeout': input should be a finite number (got -inf)"),
+    ("[tools]\ndirs = 'tools.d'\n", "key 'tools.dirs': input should be a valid list (got 'tools.d')"),
+    ("[tools]\ndirs = ['a', 3]\n", "key 'tools.dirs.1': input should be a valid string (got 3)"),
+    ("[model]\nname = 'gpt'\n", "key 'model': input should be a valid string (got a table)"),
+    ("tools = 3\n",
+     "key 'tools': input should be a valid dictionary or instance of ToolSettings (got 3)"),
+    ("[tools]\nmax_parallel = 65\n",
+     "key 'tools.max_parallel': input should be less than or equal to 64 (got 65)"),
+    ("request_timeout = 0\n", "key 'request_timeout': input should be greater than 0 (got 0)"),
+    ("api = 'soap'\n", "key 'api': input should be 'chat', 'responses' or 'realtime' (got 'soap')"),
+    ("[tools]\nstrict = 'maybe'\n",
+     "key 'tools.strict': input should be a valid boolean, unable to interpret input (got 'maybe')"),
+    ("[profiles.p]\nx = 1\n", "unknown key 'profiles.p.x'"),
+    ("[profiles.p]\nprofile = 'q'\n", "unknown key 'profiles.p.profile'"),
+    ("[tools.limits.calculator]\nx = 1\n", "unknown key 'tools.limits.calculator.x'"),
+    ("[mcp.servers.a]\ncommand = 'x'\nx = 1\n", "unknown key 'mcp.servers.a.x'"),
+    ("[mcp]\nimport_ = []\n", "unknown key 'mcp.import_'"),
+    ("[[hooks.pre_tool]]\ncommand = ['true']\nx = 1\n", "unknown key 'hooks.pre_tool.0.x'"),
+    ("[[hooks.pre_tool]]\nmatch = '*'\n",
+     "key 'hooks.pre_tool.0.command': field required (got a table)"),
+    ("[[hooks.post_tool]]\ncommand = []\n", "key 'hooks.post_tool.0.command': list should have "
+     "at least 1 item after validation, not 0 (got [])"),
+    ("[mcp.servers.a]\ncommand = ''\n",
+     "key 'mcp.servers.a.command': string should have at least 1 character (got '')"),
+    ("[mcp.servers.'a b']\ncommand = 'x'\n", "key 'mcp.servers': server name 'a b': use 1-64 "
+     "letters, digits, '_' or '-' (got a table)"),
+    ("[mcp.servers.a]\nurl = 'http://h/mcp'\ncwd = '/'\n", "key 'mcp.servers.a': 'args', 'env' "
+     "and 'cwd' are for a server started with 'command', not one reached at 'url' (got a table)"),
+    # the first problem in the order of the declarations, unknown keys after the known ones
+    ("zz = 1\nmodel = 5\n[tools]\ntimeout = 'x'\n",
+     "key 'model': input should be a valid string (got 5)"),
+    ("zz = 1\nyy = 2\n", "unknown key 'zz'"),
+])
+def test_each_kind_of_bad_value_is_worded_as_before(home, text, expected):
+    f = write(home / "bad.toml", text)
+    with pytest.raises(ConfigError) as info:
+        config.read_toml(f)
+    assert str(info.value) == f"{f}: {expected}"
+
+
+def test_numbers_and_words_that_are_accepted(home):
+    f = write(home / "ok.toml", "temperature = 1\n[tools]\ntimeout = 5\nstrict = 'yes'\n"
+              "[http]\nallow_private = 1\n[mcp.servers.a]\ncommand = 'x'\nenabled = 'Off'\n")
+    settings = config.load(env={}, config_file=f).settings
+    assert settings.temperature == 1.0 and isinstance(settings.temperature, float)
+    assert settings.tools.timeout == 5.0 and isinstance(settings.tools.timeout, float)
+    assert settings.tools.strict is True and settings.http.allow_private is True
+    assert settings.mcp.servers["a"].enabled is False
+    assert settings.tools.max_parallel == 4 and settings.mcp.import_ == []
+
+
+def test_defaults_are_not_shared_between_settings():
+    first, second = config.Settings(), config.Settings()
+    first.tools.dirs.append("x")
+    assert second.tools.dirs == [] and first.tools is not second.tools
+
+
+def test_config_show_writes_numbers_as_validated_and_mcp_import_by_its_key(cli, home):
+    f = write(home / "c.toml", "[tools]\ntimeout = 5\n[mcp]\nimport = ['servers.json']\n")
+    result = cli("config", "show", "--config", str(f))
+    assert result.code == 0, result.stderr
+    assert f"tools.timeout = 5.0  # {f}" in result.stdout
+    assert f'mcp.import = ["servers.json"]  # {f}' in result.stdout
+    assert "import_" not in result.stdout

@@ -8,17 +8,16 @@ import typing
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
 
 from agentcli import config
 from agentcli.errors import ConfigError
 
 
-def numeric_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    """Every int or float key of a settings model, as a dotted TOML path."""
+def numeric_keys(model: type, prefix: str = "") -> list[str]:
+    """Every int or float key of a settings class, as a dotted TOML path."""
     keys = []
-    for name, field in model.model_fields.items():
-        args = set(typing.get_args(field.annotation)) or {field.annotation}
+    for name, annotation in typing.get_type_hints(model).items():
+        args = set(typing.get_args(annotation)) or {annotation}
         if args & {int, float} and bool not in args:
             keys.append(prefix + name)
     return keys

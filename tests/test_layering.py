@@ -230,3 +230,17 @@ def test_the_conversation_loads_pydantic_only_to_read_a_saved_session(tmp_path):
     before, after, error = out.stdout.splitlines()[:3]
     assert (before, after) == ("False", "True")
     assert "bad.json: the session file is corrupt" in error
+
+
+def test_settings_are_loaded_and_validated_without_pydantic(home):
+    # every kind of table is walked: tools and limits, hooks, MCP servers, profiles
+    config = home / "config" / "agentcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('profile = "p"\n[profiles.p]\nmodel = "m"\ntemperature = 0.5\n'
+                      '[tools]\ntimeout = 5\n[tools.limits.calculator]\nmax_calls_per_minute = 9\n'
+                      '[[hooks.pre_tool]]\ncommand = ["true"]\n'
+                      '[mcp.servers.x]\ncommand = "no-such-mcp-command"\n')
+    code = ("import agentcli.config as c\nsettings = c.load().settings\n"
+            "assert settings.model == 'm' and settings.tools.limits['calculator']"
+            ".max_calls_per_minute == 9")
+    assert "pydantic" not in loaded_after(code)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths, trust
-from ..config import Settings
+from ..config import Settings, as_table
 from ..errors import UsageError
 from .common import CommonOptions, load_settings, reported, stderr
 
@@ -46,7 +46,7 @@ COMPUTED = {
 def describe(settings: Settings, sources: dict[str, str]) -> list[str]:
     """``key = value  # source`` lines, secrets redacted, the API key only as set/unset."""
     lines = []
-    for key, value in _flatten(settings.model_dump()).items():
+    for key, value in _flatten(as_table(settings)).items():
         shown = json.dumps(_redact(key, value), ensure_ascii=False)
         source = sources.get(key, "default")
         if value is None and key in COMPUTED:

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from ..config import SERVER_NAME, McpServer, Settings
+from ..config import SERVER_NAME, McpServer, Settings, validate_server
+from ..errors import ConfigError
 from ..nesting import shape_problem
 
 LOCAL_FILE = ".mcp.json"
@@ -172,19 +171,10 @@ def _server(raw_name: str, entry: Any, path: Path,
     if entry.get("disabled") is True:
         fields["enabled"] = False
     try:
-        return name, McpServer.model_validate(fields)
-    except ValidationError as exc:
-        warnings.append(f"{where}: skipped: {_problem(exc)}")
+        return name, validate_server(fields)
+    except ConfigError as exc:  # its text leaves out the value: env often holds tokens
+        warnings.append(f"{where}: skipped: {exc}")
         return None
-
-
-def _problem(exc: ValidationError) -> str:
-    """The first problem, without the value (these files often hold tokens in env)."""
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"])
-    message = err["msg"].removeprefix("Value error, ")
-    message = message[:1].lower() + message[1:]
-    return f"'{key}': {message}" if key else message
 
 
 def _cursor_variables(value: Any) -> Any:
