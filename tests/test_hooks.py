@@ -40,6 +40,11 @@ def run_one(cli, server, run_args, cfg: Path, *extra: str,
     return tool_contents(server.requests[-1].body)[0], json.loads(result.stdout)["tool_calls"][0]
 
 
+def ran_text(content: str, hook: str) -> str:
+    """``content`` without the hook's command, whose paths may hold any digits."""
+    return content.replace(hook, "").replace(sys.executable, "")
+
+
 def test_pre_hook_exit_2_denies_with_its_stderr_and_sees_the_call(cli, server, run_args,
                                                                   tmp_path, home):
     seen = tmp_path / "seen.json"
@@ -81,14 +86,15 @@ def test_a_hostile_pre_hook_gives_an_error_result_and_never_runs_the_call(
     content, record = run_one(cli, server, run_args,
                               config(tmp_path, "pre_tool", hook, timeout=1.0))
     assert record["status"] == "error"
-    assert message in content and "42" not in content
+    assert message in content and "42" not in ran_text(content, hook)  # 6*7 never ran
 
 
 def test_a_hostile_post_hook_withholds_the_result(cli, server, run_args, tmp_path):
     hook = script(tmp_path, "bad", "print('garbage')\n")
     content, record = run_one(cli, server, run_args, config(tmp_path, "post_tool", hook))
     assert record["status"] == "error"
-    assert "post_tool hook" in content and "withheld" in content and "42" not in content
+    assert "post_tool hook" in content and "withheld" in content
+    assert "42" not in ran_text(content, hook)
 
 
 def test_a_missing_hook_command_is_an_error_result(cli, server, run_args, tmp_path):

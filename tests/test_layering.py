@@ -167,7 +167,8 @@ def test_doctor_loads_no_ui_when_piped(home, server):
 
 def test_chat_shows_its_prompt_before_loading_the_sdk_tools_and_mcp(home, server):
     # what chat does before its prompt (trust, settings, the session, the prompt itself)
-    # loads no SDK, tool, MCP, event or rich module, even with an MCP server configured:
+    # loads no SDK, tool, MCP, event, rich or pydantic module, even with an MCP server
+    # configured (settings and the conversation are plain dataclasses):
     # they load in the background once the prompt is up (chat's console makes rich on
     # first use for anything but simple lines)
     config = home / "config" / "agentcli" / "config.toml"
@@ -182,7 +183,7 @@ def test_chat_shows_its_prompt_before_loading_the_sdk_tools_and_mcp(home, server
             "Prompt(paths.history_file(), ChatCompleter(chat.tool_names, chat.session_ids),"
             " chat.toolbar)\n"
             "assert 'test-model' in chat.toolbar() and chat.tool_names() == []\n")
-    late = ("openai", "mcp", "rich", "agentcli.agent", "agentcli.events", "agentcli.tools",
+    late = ("openai", "mcp", "rich", "pydantic", "agentcli.agent", "agentcli.events", "agentcli.tools",
             "agentcli.ui.approve", "agentcli.mcp", *HTTP, *REALTIME, *PAGES)
     assert roots(loaded_after(code), late) == set()
 
