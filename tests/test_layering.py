@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -245,3 +246,41 @@ def test_settings_are_loaded_and_validated_without_pydantic(home):
             "assert settings.model == 'm' and settings.tools.limits['calculator']"
             ".max_calls_per_minute == 9")
     assert "pydantic" not in loaded_after(code)
+
+
+SHOWN = '''import json, sys
+import agentcli.commands.chat as chat
+start = chat.Startup.start
+
+def shown(self):  # called once the prompt is on the screen
+    with open({path!r}, "w") as out:
+        json.dump(sorted(sys.modules), out)
+    start(self)
+
+chat.Startup.start = shown
+sys.argv[0] = "agentcli"
+from agentcli.cli import main
+main()
+'''
+
+
+def test_the_real_chat_loads_nothing_heavy_before_its_prompt(home, server):
+    # the whole command in a pseudo-terminal: the modules loaded when the prompt is drawn
+    import pexpect
+
+    dump = home / "at-prompt.json"
+    config = home / "config" / "agentcli" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[mcp.servers.files]\ncommand = "no-such-mcp-server-command"\n')
+    env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+    child = pexpect.spawn(sys.executable, ["-c", SHOWN.format(path=str(dump)), "chat",
+                                           "--base-url", server.base_url, "-m", "test-model"],
+                          env=env, cwd=str(home / "work"), encoding="utf-8", timeout=20)
+    child.expect("agentcli>")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    at_prompt = set(json.loads(dump.read_text()))
+    assert "prompt_toolkit" in at_prompt  # the dump is the prompt's moment
+    assert roots(at_prompt, ("openai", "mcp", "rich", "pydantic", "agentcli.agent",
+                             "agentcli.events", "agentcli.tools", "agentcli.ui.approve",
+                             *HTTP, *REALTIME, *PAGES)) == set()

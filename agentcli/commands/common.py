@@ -55,12 +55,13 @@ def reported(*, verbose: bool,
     """Turn an AgentCLIError into one line on stderr; yields a cell for the exit code.
 
     ``on_error`` is then called with the error (``run --json`` prints it on stdout).
+    The console is made only for an error (on a terminal it is rich's).
     """
-    console = stderr_console()
     code = [0]
     try:
         yield code
     except AgentCLIError as exc:
+        console = stderr_console()
         if verbose:
             console.print(visible(traceback.format_exc(), keep_newlines=True))
         console.print(f"agentcli: error: {visible(str(exc))}")
