@@ -1,11 +1,19 @@
 """The peer of ``agentcli run -y "what is 17*23"``: the same exchange written
 with the openai SDK alone (one streamed tool call, the tool run, the answer).
 
-Usage: python bench/raw_round_trip.py BASE_URL
+Usage: python bench/raw_round_trip.py BASE_URL [--no-collector]
+
+``--no-collector`` pauses the cycle collector before importing the SDK, as
+agentcli does during its start-up: the same script with the same trick.
 """
 
-import json
+import gc
 import sys
+
+if "--no-collector" in sys.argv:
+    gc.disable()
+
+import json
 
 import openai
 

@@ -9,6 +9,10 @@ install does; the programs take turns (interleaved) so that background load
 falls on all alike; the figures are medians. CPU time (user + system) and peak
 RSS are per process (wait4); CPU time is the steadier figure on a busy machine.
 
+agentcli pauses the cycle collector while it starts (agentcli/collector.py). The
+raw script is also run with the same pause (``--no-collector``), so that what
+agentcli itself adds over the SDK can be read apart from that trick.
+
     python bench/round_trip.py [RUNS] [--tree DIR]
 
 ``--tree DIR`` adds another checkout of agentcli (for a before/after), with
@@ -55,8 +59,9 @@ def script(name: str) -> str | None:
 
 def programs(base_url: str, home: Path) -> dict[str, list[str]]:
     """The command line of each program that takes part."""
-    found = {"raw openai SDK script": [sys.executable, str(ROOT / "bench/raw_round_trip.py"),
-                                      base_url],
+    raw = [sys.executable, str(ROOT / "bench/raw_round_trip.py"), base_url]
+    found = {"raw openai SDK script": raw,
+             "raw script, cycle collector paused (as agentcli does)": [*raw, "--no-collector"],
              "agentcli run -y": [script("agentcli") or "agentcli", "run", "-y", "--base-url",
                                  base_url, "-m", "m", QUERY]}
     llm = script("llm")

@@ -153,8 +153,10 @@ class Provider:
                 attempt += 1
                 self._wait(retry, attempt)
                 continue
-            self._log(f"reply: finish_reason={reply.finish_reason} tool_calls={len(reply.tool_calls)} "
-                      f"usage={asdict(reply.usage) if reply.usage else None}")
+            if self._debug is not None:
+                self._log(f"reply: finish_reason={reply.finish_reason} "
+                          f"tool_calls={len(reply.tool_calls)} "
+                          f"usage={asdict(reply.usage) if reply.usage else None}")
             return reply
 
     def _wait(self, retry: Retry, attempt: int) -> None:

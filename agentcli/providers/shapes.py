@@ -23,29 +23,58 @@ class Malformed(Exception):
     """A reply of the wrong shape; the message names the field and what it was."""
 
 
-def check(value: Any, spec: Any, label: str, path: str = "") -> None:
-    """Raise ``Malformed`` if ``value`` does not fit ``spec``; ``label`` names the top."""
+def check(value: Any, spec: Any, label: str) -> None:
+    """Raise ``Malformed`` if ``value`` does not fit ``spec``; ``label`` names the top.
+
+    Called for every streamed chunk, so the walk builds no text unless a field is
+    wrong: the place is put together as the error travels back up.
+    """
+    try:
+        _walk(value, spec)
+    except _Wrong as wrong:
+        place = "".join(reversed(wrong.path))
+        where = place[1:] if place.startswith(".") else label + place
+        raise Malformed(f"{where} is {kind(wrong.value)}, not {wrong.wanted}") from None
+
+
+class _Wrong(Exception):
+    """A field of the wrong kind; ``path`` holds its place, innermost part first."""
+
+    def __init__(self, value: Any, wanted: str) -> None:
+        self.value, self.wanted = value, wanted
+        self.path: list[str] = []
+
+
+def _walk(value: Any, spec: Any) -> None:
     if value is None:
         return
-    where = path or label
-    if isinstance(spec, dict):
-        _expect(value, dict, where)
+    if type(spec) is dict:
+        if not isinstance(value, dict):
+            raise _Wrong(value, _NAMES[dict])
         for key, sub in spec.items():
-            check(value.get(key), sub, label, f"{path}.{key}" if path else key)
-    elif isinstance(spec, list):
-        _expect(value, list, where)
+            item = value.get(key)
+            if item is not None:
+                try:
+                    _walk(item, sub)
+                except _Wrong as wrong:
+                    wrong.path.append(f".{key}")
+                    raise
+    elif type(spec) is list:
+        if not isinstance(value, list):
+            raise _Wrong(value, _NAMES[list])
         for position, item in enumerate(value):
-            check(item, spec[0], label, f"{where}[{position}]")
-    else:
-        _expect(value, spec, where)
+            try:
+                _walk(item, spec[0])
+            except _Wrong as wrong:
+                wrong.path.append(f"[{position}]")
+                raise
+    elif not isinstance(value, spec) or (type(value) is bool and not _takes_bool(spec)):
+        kinds = spec if isinstance(spec, tuple) else (spec,)
+        raise _Wrong(value, " or ".join(_NAMES.get(k, k.__name__) for k in kinds))
 
 
-def _expect(value: Any, kinds: type | tuple[type, ...], where: str) -> None:
-    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
-        return
-    wanted = " or ".join(_NAMES.get(k, k.__name__) for k in kinds)
-    raise Malformed(f"{where} is {kind(value)}, not {wanted}")
+def _takes_bool(spec: type | tuple[type, ...]) -> bool:
+    return bool in spec if isinstance(spec, tuple) else spec is bool
 
 
 def kind(value: Any) -> str:
