@@ -272,10 +272,15 @@ def test_the_real_chat_loads_nothing_heavy_before_its_prompt(home, server):
     config = home / "config" / "agentcli" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text('[mcp.servers.files]\ncommand = "no-such-mcp-server-command"\n')
-    env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+    # as a user's shell starts it: no exported COLUMNS or colour settings, which would
+    # hand even the banner to rich (other tests in this process may have set them)
+    steering = ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+    env = {k: v for k, v in os.environ.items() if k not in steering}
+    env.update(TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
     child = pexpect.spawn(sys.executable, ["-c", SHOWN.format(path=str(dump)), "chat",
                                            "--base-url", server.base_url, "-m", "test-model"],
-                          env=env, cwd=str(home / "work"), encoding="utf-8", timeout=20)
+                          env=env, cwd=str(home / "work"), encoding="utf-8", timeout=20,
+                          dimensions=(40, 100))
     child.expect("agentcli>")
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
