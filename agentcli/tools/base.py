@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from ..errors import InvalidArguments, ToolError
 from ..nesting import shape_problem
 from .nulls import drop_optional_nulls
+from .signature import simple_parameters
 
 Policy = Literal["auto", "ask", "deny"]
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -61,16 +62,29 @@ class Tool:
         #: Extra rows for the approval panel, e.g. {"method": "GET", "host": ...}.
         self.preview: Callable[[dict[str, Any]], dict[str, str]] | None = None
         self._validator: Any = None
+        self._model: type[BaseModel] | None = None
+        self._arg_docs = arg_docs
         if parameters is not None:
-            self.args_model = None
             self._validator = schema_validator(self.name, parameters)
             self.parameters = parameters
         else:
-            self.args_model = _args_model(func, self.name, arg_docs)
-            self.parameters = clean_schema(self.args_model.model_json_schema())
+            simple = simple_parameters(func, _hints(func, self.name), arg_docs, _reserved)
+            if simple is not None:  # the model is built at the first call
+                self.parameters = simple
+            else:
+                self._model = _args_model(func, self.name, arg_docs)
+                self.parameters = clean_schema(self._model.model_json_schema())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
+
+    @property
+    def args_model(self) -> type[BaseModel] | None:
+        """The pydantic model of the arguments (None for a tool given ``parameters``);
+        built on first use when the schema could be written without it."""
+        if self._model is None and self._validator is None:
+            self._model = _args_model(self.func, self.name, self._arg_docs)
+        return self._model
 
     def __repr__(self) -> str:
         return f"<Tool {self.name} from {self.source}>"
@@ -242,11 +256,20 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def _args_model(func: Callable[..., Any], name: str, docs: dict[str, str]) -> type[BaseModel]:
+def _hints(func: Callable[..., Any], name: str) -> dict[str, Any]:
     try:
-        hints = get_type_hints(func, include_extras=True)
+        return get_type_hints(func, include_extras=True)
     except Exception as exc:  # an unresolvable annotation is a plugin bug; say which
         raise ValueError(f"tool {name}: cannot resolve its type hints ({exc})") from None
+
+
+def _reserved(name: str) -> bool:
+    """A parameter name pydantic treats specially (private, protected or a model attribute)."""
+    return name.startswith(("_", "model_")) or hasattr(BaseModel, name)
+
+
+def _args_model(func: Callable[..., Any], name: str, docs: dict[str, str]) -> type[BaseModel]:
+    hints = _hints(func, name)
     fields: dict[str, Any] = {}
     for param in inspect.signature(func).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
