@@ -2,8 +2,9 @@
 
 A tool is a plain typed function. Its name comes from ``__name__``, its
 description from the docstring's summary, its parameters from the type hints
-(a pydantic model built over the signature) with each parameter's text taken
-from the docstring's ``Args:`` section. Built-in tools are declared with this
+(a pydantic model built over the signature; for a plain signature the schema
+is written by ``signature.py`` and the model is built at the first call) with
+each parameter's text taken from the docstring's ``Args:`` section. Built-in tools are declared with this
 same decorator and go through the same registry as plugins.
 """
 
