@@ -29,6 +29,8 @@ import ssl
 import threading
 import urllib.parse
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -203,3 +205,31 @@ class LoopbackServer:
         self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+class JsonApiHandler(BaseHTTPRequestHandler):
+    """The base of a fake JSON API written in a test: ``send_json`` answers; no log lines."""
+
+    def send_json(self, status: int, body: Any) -> None:
+        """One whole answer: ``body`` as JSON (bytes are sent as they are)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on 127.0.0.1 from a thread; yields the base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

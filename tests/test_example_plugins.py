@@ -8,16 +8,15 @@ import json
 import os
 import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from http_server import JsonApiHandler, serving
 from openai_server import Call, text, tool_calls
 
 from agentcli.errors import InvalidArguments, ToolError
@@ -86,7 +85,7 @@ def weather(monkeypatch: pytest.MonkeyPatch) -> Iterator[WeatherServer]:
     """A fake Open-Meteo on 127.0.0.1, with the plugin's URLs pointed at it."""
     state: WeatherServer
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonApiHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             query = parse_qs(url.query)
@@ -97,26 +96,13 @@ def weather(monkeypatch: pytest.MonkeyPatch) -> Iterator[WeatherServer]:
                 status, body = 200, forecast(query["temperature_unit"][0])
             else:
                 status, body = state.forecast_status, {"error": True, "reason": "Internal failure"}
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(status, body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = WeatherServer(f"http://127.0.0.1:{httpd.server_address[1]}")
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    monkeypatch.setenv("AGENTCLI_WEATHER_GEOCODE_URL", f"{state.base}/v1/search")
-    monkeypatch.setenv("AGENTCLI_WEATHER_FORECAST_URL", f"{state.base}/v1/forecast")
-    try:
+    with serving(Handler) as base:
+        state = WeatherServer(base)
+        monkeypatch.setenv("AGENTCLI_WEATHER_GEOCODE_URL", f"{state.base}/v1/search")
+        monkeypatch.setenv("AGENTCLI_WEATHER_FORECAST_URL", f"{state.base}/v1/forecast")
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_weather_schema():

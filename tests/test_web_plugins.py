@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from http_server import JsonApiHandler, serving
 from openai_server import Call, text, tool_calls
 from test_example_plugins import TOOLS_DIR, call, closed_port, load, params_of
 
@@ -120,7 +119,7 @@ class Apis:
 def api_server() -> Iterator[Apis]:
     state: Apis
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonApiHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             query = parse_qs(url.query)
@@ -137,22 +136,11 @@ def api_server() -> Iterator[Apis]:
                     self.wfile.flush()
                     time.sleep(body.interval)
                 return
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(status, body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = Apis(f"http://127.0.0.1:{httpd.server_address[1]}")
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Handler) as base:
+        state = Apis(base)
+        yield state
 
 
 def answer(path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, Any]:
